@@ -1,0 +1,30 @@
+# The README's two commands: `make bench` (the default comparison) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: bench test smoke gate benchmarks clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+bench: $(VENV)/.installed  ## the default comparison, ending with results/runs/<time>/report.html
+	$(PY) -m bench $(ARGS)
+
+test: $(VENV)/.installed  ## the test suite (benchmarks excluded)
+	$(PY) -m pytest -q $(ARGS)
+
+smoke: $(VENV)/.installed  ## a tiny version of everything, under two minutes
+	$(PY) -m bench experiment=smoke $(ARGS)
+
+benchmarks: $(VENV)/.installed  ## pytest-benchmark timings of every encoder
+	$(PY) -m pytest tests/benchmarks --benchmark-enable --benchmark-only $(ARGS)
+
+gate: $(VENV)/.installed  ## speed-regression gate: this tree against BASE (default origin/main)
+	$(PY) -m bench.gate --base $${BASE:-origin/main} $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks

@@ -1,0 +1,131 @@
+"""The one writer and the one reader of results.
+
+A record is one JSON file under ``<run dir>/records/``: one finished
+measurement (or one failure) with everything needed to trust it. Writes are
+atomic (temporary file, then rename), so a killed job leaves no partial record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+SUMMARY_COLUMNS = ["suite", "encoder", "task", "setting", "metric", "value", "seed"]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Record:
+    key: str  # identifies the measurement: a rerun with the same key is the same job
+    suite: str
+    encoder: str
+    task: str
+    seed: int | None
+    status: str  # "ok" or "failed"
+    metrics: list[dict] = field(default_factory=list)  # {"setting", "metric", "value"} rows
+    info: dict = field(default_factory=dict)  # measurement details: parameters, FLOPs, curves ...
+    reason: str | None = None
+    config: dict = field(default_factory=dict)
+    config_hash: str = ""
+    env: dict = field(default_factory=dict)
+    started: str = ""
+    ended: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+
+def record_path(run_dir: Path, key: str) -> Path:
+    return Path(run_dir) / "records" / f"{key}.json"
+
+
+def write_record(run_dir: Path, record: Record) -> Path:
+    path = record_path(run_dir, record.key)
+    _atomic_write(path, json.dumps(asdict(record), indent=1, default=str))
+    return path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_record(path: Path) -> dict | None:
+    """The record at ``path``, or None (with a warning naming the file) when it is corrupt."""
+    try:
+        data = json.loads(Path(path).read_text())
+        if not isinstance(data, dict) or "status" not in data or "metrics" not in data:
+            raise ValueError("not a record")
+        return data
+    except (OSError, ValueError) as err:
+        warnings.warn(f"skipping corrupt record {path}: {err}", stacklevel=2)
+        return None
+
+
+def has_ok_record(run_dir: Path, key: str) -> bool:
+    path = record_path(run_dir, key)
+    if not path.exists():
+        return False
+    data = read_record(path)
+    return data is not None and data["status"] == "ok"
+
+
+def iter_records(root: Path):
+    for path in sorted(Path(root).rglob("records/*.json")):
+        data = read_record(path)
+        if data is not None:
+            data["path"] = str(path)
+            yield data
+
+
+def load_records(root: Path):
+    """All records under ``root`` as a DataFrame, one row per record; corrupt files are skipped."""
+    import pandas as pd
+
+    rows = list(iter_records(root))
+    columns = list(Record.__dataclass_fields__) + ["path"]
+    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+
+
+def summary_frame(records):
+    """Long form, one row per number: suite, encoder, task, setting, metric, value, seed."""
+    import pandas as pd
+
+    rows = [
+        {
+            "suite": r["suite"],
+            "encoder": r["encoder"],
+            "task": r["task"],
+            "setting": m.get("setting"),
+            "metric": m["metric"],
+            "value": m["value"],
+            "seed": r["seed"],
+        }
+        for _, r in records.iterrows()
+        if r["status"] == "ok"
+        for m in r["metrics"]
+    ]
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def write_summary(root: Path) -> Path:
+    """Write ``summary.csv`` for every record under ``root``."""
+    path = Path(root) / "summary.csv"
+    _atomic_write(path, summary_frame(load_records(root)).to_csv(index=False))
+    return path

@@ -1,0 +1,134 @@
+"""Run one Hydra job: the units of work of one suite for one encoder, resumably.
+
+A unit is one measurement that ends in one record (one sequence length and
+dtype of the speed suite, one task and seed of a training suite). A unit whose
+record exists with status ok is skipped unless ``force=true``; a unit that
+raises is recorded as failed with its reason, and the job goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import os
+import random
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bench.env import environment, resolve_device
+from bench.errors import Abort, UserError
+from bench.records import Record, has_ok_record, now, write_record, write_summary
+
+log = logging.getLogger("bench")
+
+SUITES = {"speed": "bench.speed", "distance": "bench.distance", "accuracy": "bench.accuracy"}
+
+
+@dataclass(frozen=True)
+class Unit:
+    task: str
+    seed: int | None = None
+    params: dict = field(default_factory=dict, hash=False)  # what else identifies it, e.g. dtype, T
+    always: bool = False  # derived from other records: recomputed on every run, never skipped
+
+    @property
+    def label(self) -> str:
+        parts = [self.task] + [f"{k}={v}" for k, v in self.params.items()]
+        return " ".join(parts + ([f"seed={self.seed}"] if self.seed is not None else []))
+
+
+@dataclass
+class Context:
+    """What a suite needs to run a unit, built once per job."""
+
+    cfg: DictConfig
+    encoder: str  # the label reports use: the model option, e.g. transformer_base
+    device: torch.device
+    out_dir: Path
+    threads: int
+    cache: dict = field(default_factory=dict)  # what units of one job share, e.g. a calibration
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy
+
+        numpy.random.seed(seed % 2**32)
+    except ImportError:
+        pass
+
+
+def encoder_label(cfg: DictConfig) -> str:
+    return cfg.model.get("label") or cfg.model.name
+
+
+def unit_key(cfg: DictConfig, suite, unit: Unit) -> str:
+    """Stable id of a unit: suite, encoder, unit, and a hash of every setting that can change its result."""
+    relevant = {
+        "suite": cfg.suite,
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "sections": {s: OmegaConf.to_container(cfg[s], resolve=True) for s in suite.SECTIONS},
+        "task": OmegaConf.to_container(cfg.tasks[unit.task], resolve=True) if unit.task in cfg.tasks else None,
+        "unit": {"task": unit.task, "seed": unit.seed, **unit.params},
+        "device": cfg.device,
+        "threads": cfg.threads,
+    }
+    digest = hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    slug = "-".join([cfg.suite, encoder_label(cfg), unit.task] + [f"{v}" for v in unit.params.values()])
+    if unit.seed is not None:
+        slug += f"-s{unit.seed}"
+    return f"{slug}-{digest}".replace("/", "_").replace(" ", "")
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def run_job(cfg: DictConfig, out_dir: Path) -> dict:
+    """Run every unit of ``cfg.suite`` for ``cfg.model``; return counts of ok, failed and skipped."""
+    threads = cfg.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    device = resolve_device(cfg.device)
+    suite = importlib.import_module(SUITES[cfg.suite])
+    ctx = Context(cfg=cfg, encoder=encoder_label(cfg), device=device, out_dir=out_dir, threads=threads)
+    units = suite.units(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    env = environment(device)
+    counts = {"ok": 0, "failed": 0, "skipped": 0}
+    for i, unit in enumerate(units, 1):
+        key = unit_key(cfg, suite, unit)
+        tag = f"[{i}/{len(units)}] {cfg.suite} {ctx.encoder} {unit.label}"
+        if not (cfg.force or unit.always) and has_ok_record(out_dir, key):
+            log.info(f"{tag}: done before, skipped (force=true redoes it)")
+            counts["skipped"] += 1
+            continue
+        record = Record(
+            key=key, suite=cfg.suite, encoder=ctx.encoder, task=unit.task, seed=unit.seed, status="ok",
+            config=resolved, config_hash=config_hash(resolved), env=env, started=now(),
+        )  # fmt: skip
+        seed_everything(cfg.seed if unit.seed is None else unit.seed)
+        t0 = time.perf_counter()
+        try:
+            record.metrics, record.info = suite.run(ctx, unit)
+        except (UserError, Abort) as err:
+            raise Abort(str(err)) from None
+        except Exception as err:  # recorded, and the job goes on
+            record.status, record.reason = "failed", f"{type(err).__name__}: {err}"
+            record.info = {"traceback": traceback.format_exc(limit=8)}
+        record.ended = now()
+        record.info["wall_s"] = round(time.perf_counter() - t0, 3)
+        write_record(out_dir, record)
+        counts[record.status] += 1
+        outcome = suite.headline(asdict(record)) if record.status == "ok" else f"FAILED: {record.reason}"
+        log.info(f"{tag}: {outcome} ({record.info['wall_s']:.1f} s)")
+    write_summary(out_dir)
+    return counts

@@ -1,0 +1,154 @@
+"""Typed schemas for every setting, stored in Hydra's ConfigStore.
+
+Types are checked by OmegaConf while Hydra composes, so a bad override stops
+before any job starts; ranges and cross-field rules (``validate``) are checked
+when each job starts. The schema of each encoder is derived from its
+constructor, so adding an encoder needs no change here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+import models
+from bench.errors import UserError
+
+
+def _range(lo=None, hi=None, choices=None) -> dict:
+    return {"min": lo, "max": hi, "choices": choices}
+
+
+@dataclass
+class SpeedConfig:
+    seq_lens: List[int] = field(default_factory=lambda: [32, 64, 128, 256, 512, 1024], metadata=_range(1))
+    batch_size: int = field(default=32, metadata=_range(1))
+    latency_seq_lens: List[int] = field(default_factory=lambda: [128, 512], metadata=_range(1))
+    dtypes: List[str] = field(default_factory=lambda: ["fp32", "bf16"], metadata=_range(choices=["fp32", "bf16", "fp16"]))
+    train: bool = True
+    memory: bool = True
+    min_run_time: float = field(default=0.5, metadata=_range(0.0))
+    compile: bool = False
+    vocab_size: int = field(default=8000, metadata=_range(2))
+
+
+@dataclass
+class TrainConfig:
+    """Shared by every suite that trains: the same budget for every encoder."""
+
+    steps: int = field(default=1000, metadata=_range(1))
+    batch_size: int = field(default=32, metadata=_range(1))
+    lr: float = field(default=1e-3, metadata=_range(0.0))
+    weight_decay: float = field(default=0.01, metadata=_range(0.0))
+    warmup: float = field(default=0.05, metadata=_range(0.0, 1.0))
+    clip: float = field(default=1.0, metadata=_range(0.0))
+    eval_every: int = field(default=100, metadata=_range(1))
+    patience: int = field(default=0, metadata=_range(0))
+
+
+@dataclass
+class DataConfig:
+    root: Optional[str] = None  # folder holding real data sets, e.g. ../shared/data
+    cache: str = "${oc.env:FXBENCH_CACHE,${oc.env:HOME,.}/.cache/fxbench}"
+
+
+@dataclass
+class Config:
+    suite: str = MISSING
+    model: Any = MISSING
+    tasks: Dict[str, Any] = field(default_factory=dict)
+    seed: int = field(default=0, metadata=_range(0))
+    n_seeds: int = field(default=3, metadata=_range(1))
+    param_budget: Optional[int] = field(default=None, metadata=_range(1))
+    device: str = field(default="auto", metadata=_range(choices=["auto", "cpu", "cuda", "mps"]))
+    threads: Optional[int] = field(default=None, metadata=_range(1))
+    force: bool = False
+    report: bool = True
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def _omegaconf_type(annotation):
+    """Map a constructor annotation to a type OmegaConf accepts (tuples become lists)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return Optional[_omegaconf_type(inner[0])] if len(inner) == 1 else Any
+    if origin in (tuple, list):
+        return List[_omegaconf_type(args[0])] if args else List[Any]
+    return annotation if annotation in (int, float, bool, str) else Any
+
+
+def encoder_schema(name: str) -> type:
+    """A dataclass of model settings: name, label, d_model, param_budget, then the constructor's options."""
+    cls = models.encoder_class(name)
+    hints = typing.get_type_hints(cls.__init__)
+    fields = [
+        ("name", str, field(default=name)),
+        ("label", Optional[str], field(default=None)),  # how reports name it; default: name
+        ("d_model", Optional[int], field(default=None)),
+        ("param_budget", Optional[int], field(default=None)),
+    ]
+    for arg, param in models.encoder_options(name).items():
+        default = param.default
+        if isinstance(default, tuple):
+            default = field(default_factory=lambda d=default: list(d))
+        elif default is inspect.Parameter.empty:
+            default = MISSING
+        fields.append((arg, _omegaconf_type(hints.get(arg, Any)), default))
+    return dataclasses.make_dataclass(f"{cls.__name__}Settings", fields)
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="fxbench_schema", node=Config)
+    for name in models.available():
+        cs.store(group="schema/model", name=name, node=encoder_schema(name))
+
+
+def _check_ranges(node: Any, schema: type, path: str) -> None:
+    for f in dataclasses.fields(schema):
+        value, key = node[f.name], f"{path}{f.name}"
+        if dataclasses.is_dataclass(f.type if isinstance(f.type, type) else None):
+            _check_ranges(value, f.type, key + ".")
+            continue
+        meta = f.metadata
+        if not meta or value is None:
+            continue
+        values = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
+        for v in values:
+            if meta.get("choices") and v not in meta["choices"]:
+                raise UserError(f"{key}={value} is not allowed; choose from {', '.join(meta['choices'])}.")
+            if meta.get("min") is not None and v < meta["min"]:
+                raise UserError(f"{key}={value} is too small; it must be at least {meta['min']}.")
+            if meta.get("max") is not None and v > meta["max"]:
+                raise UserError(f"{key}={value} is too large; it must be at most {meta['max']}.")
+
+
+def model_kwargs(model_cfg: DictConfig) -> dict:
+    """The keyword arguments of ``models.build_encoder`` for a model config node."""
+    kwargs = OmegaConf.to_container(model_cfg, resolve=True)
+    kwargs.pop("label", None)
+    for key, value in kwargs.items():
+        if isinstance(value, list):
+            kwargs[key] = tuple(value)
+    return kwargs
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check ranges and cross-field rules; raise UserError naming the setting."""
+    _check_ranges(cfg, Config, "")
+    kwargs = model_kwargs(cfg.model)
+    try:
+        with __import__("torch").device("meta"):
+            models.build_encoder(**kwargs)
+    except ValueError as err:
+        raise UserError(f"model.{err}" + ("" if str(err).endswith(".") else ".")) from None

@@ -1,0 +1,93 @@
+"""Sequence encoders behind one contract, and the function that builds them.
+
+The contract, shared by every encoder in this package::
+
+    forward(x: (B, T, D) float, mask: (B, T) bool, True = real token) -> (B, T, D)
+
+- real tokens come first in each row (right padding); outputs are zero at padding;
+- padding never changes the outputs at real positions;
+- with ``causal=True`` the output at t depends only on inputs at positions <= t;
+- ``d_model``, ``causal`` and ``receptive_field`` (input positions one output can
+  see, None when unbounded) are attributes of every encoder.
+
+An encoder is one module ``models/<name>.py`` that sets ``ENCODER = <class>``.
+The class takes flat typed keyword arguments, ``d_model`` and ``causal`` first,
+and may set two class attributes used by the parameter-budget solver:
+``width_multiple(**options)`` (the step in which ``d_model`` may change) and
+``fine_width`` (the name of an inner width that closes the remaining gap).
+This package imports torch only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+
+
+class SequenceEncoder(Protocol):
+    d_model: int
+    causal: bool
+    receptive_field: int | None
+
+    def __call__(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor: ...
+
+
+def available() -> list[str]:
+    """Names of the encoders in this package: the modules that export ``ENCODER``."""
+    here = Path(__file__).parent
+    names = [m.name for m in pkgutil.iter_modules([str(here)]) if not m.name.startswith("_")]
+    return sorted(n for n in names if hasattr(importlib.import_module(f"models.{n}"), "ENCODER"))
+
+
+def encoder_class(name: str) -> type[nn.Module]:
+    """The encoder class that ``models/<name>.py`` exports as ``ENCODER``."""
+    if name not in available():
+        raise ValueError(f"unknown encoder {name!r}; available: {', '.join(available())}")
+    return importlib.import_module(f"models.{name}").ENCODER
+
+
+def encoder_options(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword arguments an encoder's constructor takes, besides d_model and causal."""
+    params = inspect.signature(encoder_class(name).__init__).parameters
+    return {k: p for k, p in params.items() if k not in ("self", "d_model", "causal")}
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def build_encoder(
+    name: str,
+    d_model: int | None = None,
+    causal: bool = False,
+    param_budget: int | None = None,
+    **options,
+) -> nn.Module:
+    """Build encoder ``name``.
+
+    The width is ``d_model`` when given; else it is solved from ``param_budget``
+    (see ``models.budget``); else it is the encoder's default. Depth and the other
+    options stay as given.
+    """
+    cls = encoder_class(name)
+    unknown = set(options) - set(encoder_options(name))
+    if unknown:
+        raise ValueError(
+            f"{name} takes no option {', '.join(sorted(unknown))}; "
+            f"its options are {', '.join(encoder_options(name))}"
+        )
+    if d_model is None and param_budget is not None:
+        from models.budget import solve_for_budget
+
+        sized = solve_for_budget(cls, param_budget, causal=causal, **options)
+        d_model = sized.pop("d_model")
+        options = {**options, **sized}
+    if d_model is None:
+        return cls(causal=causal, **options)
+    return cls(d_model=d_model, causal=causal, **options)

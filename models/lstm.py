@@ -1,0 +1,58 @@
+"""LSTM encoder: bidirectional by default, one direction in causal mode.
+
+Padding is handled by packing, so the backward direction starts at each row's
+last real token; a batch without padding skips packing and runs the bare
+``nn.LSTM`` kernel.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+class LSTMEncoder(nn.Module):
+    def __init__(
+        self,
+        d_model: int = 256,
+        causal: bool = False,
+        n_layers: int = 4,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        bidirectional = not causal
+        if d_model < 1 or (bidirectional and d_model % 2):
+            raise ValueError(
+                f"d_model={d_model} must be a positive even number for the bidirectional LSTM "
+                "(half the width runs each direction)"
+            )
+        if n_layers < 1:
+            raise ValueError(f"n_layers={n_layers} must be at least 1")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout={dropout} must be in [0, 1)")
+        self.d_model, self.causal, self.receptive_field = d_model, causal, None
+        self.lstm = nn.LSTM(
+            d_model,
+            d_model // 2 if bidirectional else d_model,
+            num_layers=n_layers,
+            dropout=dropout if n_layers > 1 else 0.0,
+            bidirectional=bidirectional,
+            batch_first=True,
+        )
+
+    @staticmethod
+    def width_multiple(causal: bool = False, **_) -> int:
+        return 1 if causal else 2
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if bool(mask.all()):
+            return self.lstm(x)[0]
+        lengths = mask.sum(1).clamp(min=1).cpu()  # an empty row is run as one pad token, then zeroed
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (B, T, D)
+        return out.masked_fill(~mask[..., None], 0.0)
+
+
+ENCODER = LSTMEncoder

@@ -1,0 +1,117 @@
+"""Pre-LN Transformer encoder on ``F.scaled_dot_product_attention``.
+
+SDPA picks a fused kernel that never stores the T x T score matrix, unlike the
+fast path of ``nn.TransformerEncoder``. Positions are sinusoidal by default,
+learned as an option; causal mode uses SDPA's causal kernel, which relies on
+right padding (a real token never has padding before it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+POSITIONS = ("sinusoidal", "learned")
+
+
+def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
+    """(length, d_model) table of Vaswani et al. (2017)."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    table = torch.zeros(length, d_model)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)[:, : d_model // 2]
+    return table
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, nh, T, hs)
+        return self.out(y.transpose(1, 2).reshape(B, T, D))
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attn = SelfAttention(d_model, n_heads, dropout)
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.ln1(x), attn_mask, causal))
+        return x + self.dropout(self.ff(self.ln2(x)))
+
+
+class TransformerEncoder(nn.Module):
+    fine_width = "d_ff"
+
+    def __init__(
+        self,
+        d_model: int = 256,
+        causal: bool = False,
+        n_layers: int = 4,
+        n_heads: int = 4,
+        d_ff: int | None = None,
+        dropout: float = 0.1,
+        positions: str = "sinusoidal",
+        max_len: int = 4096,
+    ):
+        super().__init__()
+        if d_model < 1 or n_heads < 1 or d_model % n_heads:
+            divisors = [h for h in range(1, min(d_model, 64) + 1) if d_model % h == 0] if d_model > 0 else []
+            raise ValueError(
+                f"n_heads={n_heads} must divide d_model={d_model}"
+                + (f"; allowed n_heads: {', '.join(map(str, divisors))}" if divisors else "")
+            )
+        if n_layers < 1:
+            raise ValueError(f"n_layers={n_layers} must be at least 1")
+        d_ff = 4 * d_model if d_ff is None else d_ff
+        if d_ff < 1:
+            raise ValueError(f"d_ff={d_ff} must be a positive integer")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout={dropout} must be in [0, 1)")
+        if positions not in POSITIONS:
+            raise ValueError(f"positions={positions!r} must be one of {', '.join(POSITIONS)}")
+        if max_len < 1:
+            raise ValueError(f"max_len={max_len} must be a positive integer")
+        self.d_model, self.causal, self.receptive_field = d_model, causal, None
+        self.max_len = max_len
+        if positions == "learned":
+            self.positions = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
+        else:
+            self.register_buffer("positions", sinusoidal_positions(max_len, d_model), persistent=False)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    @staticmethod
+    def width_multiple(n_heads: int = 4, **_) -> int:
+        return n_heads
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        T = x.shape[1]
+        if T > self.max_len:
+            raise ValueError(f"sequence length {T} exceeds max_len={self.max_len}")
+        x = self.dropout(x + self.positions[:T])
+        # padded keys are hidden from every query; a causal kernel already hides them under right padding
+        attn_mask = None if self.causal or bool(mask.all()) else mask[:, None, None, :]  # (B, 1, 1, T)
+        for block in self.blocks:
+            x = block(x, attn_mask, self.causal)
+        return self.ln_f(x).masked_fill(~mask[..., None], 0.0)
+
+
+ENCODER = TransformerEncoder

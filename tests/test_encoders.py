@@ -1,0 +1,148 @@
+"""The encoder contract (models/__init__.py), checked for every encoder in both modes.
+
+Prime sizes (B=3, T=11, D=14) so that a transposed axis cannot hide.
+"""
+
+import pytest
+import torch
+
+from models import available, build_encoder, count_parameters
+
+B, T, D = 3, 11, 14
+ENCODERS = available()
+MODES = [False, True]
+SMALL = {"transformer": {"n_heads": 2}}
+
+
+def make(name, causal, **kw):
+    torch.manual_seed(0)
+    return build_encoder(name, d_model=D, causal=causal, **{**SMALL.get(name, {}), **kw}).eval()
+
+
+def lengths_to_mask(lengths, T):
+    return torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
+
+
+def test_the_three_families_are_available():
+    assert {"lstm", "cnn", "transformer"} <= set(ENCODERS)
+
+
+@pytest.mark.parametrize("causal", MODES)
+@pytest.mark.parametrize("name", ENCODERS)
+def test_output_shape_and_attributes(name, causal):
+    enc = make(name, causal)
+    out = enc(torch.randn(B, T, D), torch.ones(B, T, dtype=torch.bool))
+    assert out.shape == (B, T, D)
+    assert (enc.d_model, enc.causal) == (D, causal)
+    assert enc.receptive_field is None or enc.receptive_field >= 1
+
+
+@pytest.mark.parametrize("causal", MODES)
+@pytest.mark.parametrize("name", ENCODERS)
+def test_outputs_are_zero_at_padding(name, causal):
+    mask = lengths_to_mask([11, 7, 1], T)
+    out = make(name, causal)(torch.randn(B, T, D), mask)
+    assert torch.all(out[~mask] == 0)
+    assert torch.all(out[mask].abs().sum(-1) > 0)
+
+
+@pytest.mark.parametrize("causal", MODES)
+@pytest.mark.parametrize("name", ENCODERS)
+def test_padding_does_not_change_real_positions(name, causal):
+    enc = make(name, causal)
+    lengths = [11, 7, 4]
+    x = torch.randn(B, T, D)
+    with torch.no_grad():
+        ref = enc(x, lengths_to_mask(lengths, T))
+        for extra in (1, 6):  # more padding, filled with garbage that must not leak in
+            wide = torch.cat([x, 100 * torch.randn(B, extra, D)], dim=1)
+            for i, n in enumerate(lengths):
+                wide[i, n:] = 100 * torch.randn(T + extra - n, D)
+            out = enc(wide, lengths_to_mask(lengths, T + extra))
+            for i, n in enumerate(lengths):
+                torch.testing.assert_close(out[i, :n], ref[i, :n], atol=1e-5, rtol=1e-5)
+        # each row alone, without any padding, gives the same real outputs too
+        for i, n in enumerate(lengths):
+            alone = enc(x[i : i + 1, :n], torch.ones(1, n, dtype=torch.bool))
+            torch.testing.assert_close(alone[0], ref[i, :n], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_causal_mode_never_sees_the_future(name):
+    enc = make(name, causal=True)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    x = torch.randn(B, T, D)
+    with torch.no_grad():
+        ref = enc(x, mask)
+        for t in (0, 5, T - 2):
+            changed = x.clone()
+            changed[:, t + 1 :] = torch.randn(B, T - t - 1, D)
+            out = enc(changed, mask)
+            torch.testing.assert_close(out[:, : t + 1], ref[:, : t + 1], atol=1e-6, rtol=1e-6)
+            assert not torch.allclose(out[:, t + 1 :], ref[:, t + 1 :])
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_bidirectional_mode_sees_the_future(name):
+    enc = make(name, causal=False)
+    mask = torch.ones(1, T, dtype=torch.bool)
+    x = torch.randn(1, T, D)
+    changed = x.clone()
+    changed[:, -1] = torch.randn(D)  # random, since LayerNorm hides a constant shift
+    with torch.no_grad():
+        assert not torch.allclose(enc(x, mask)[:, 0], enc(changed, mask)[:, 0])
+
+
+def influence(enc, t, T):
+    """Input positions whose gradient reaches output position t."""
+    x = torch.randn(1, T, enc.d_model, requires_grad=True)
+    probe = torch.randn(enc.d_model)  # a random direction: a final LayerNorm makes a plain sum constant
+    (enc(x, torch.ones(1, T, dtype=torch.bool))[0, t] @ probe).backward()
+    return (x.grad[0].abs().sum(-1) > 0).nonzero().flatten()
+
+
+@pytest.mark.parametrize("causal", MODES)
+@pytest.mark.parametrize("kernel_size,dilations,n_blocks", [(3, (1, 2, 4, 8), 1), (2, (1, 3), 2), (5, (1, 2), 1)])
+def test_cnn_receptive_field_matches_gradients(causal, kernel_size, dilations, n_blocks):
+    enc = make("cnn", causal, kernel_size=kernel_size, dilations=dilations, n_blocks=n_blocks)
+    expected = 1 + sum((kernel_size - 1) * d for d in list(dilations) * n_blocks)
+    assert enc.receptive_field == expected
+    length, t = 3 * expected, 2 * expected
+    seen = influence(enc, t, length)
+    assert len(seen) == expected
+    assert seen.max() == t if causal else seen.min() <= t <= seen.max()
+
+
+@pytest.mark.parametrize("name", ["lstm", "transformer"])
+def test_unbounded_encoders_see_the_whole_sequence(name):
+    enc = make(name, causal=False)
+    assert enc.receptive_field is None
+    assert len(influence(enc, 0, 40)) == 40
+
+
+@pytest.mark.parametrize("causal", MODES)
+@pytest.mark.parametrize("budget", [100_000, 1_000_000, 10_000_000])
+@pytest.mark.parametrize("name", ENCODERS)
+def test_param_budget_is_met_within_five_percent(name, causal, budget):
+    enc = build_encoder(name, causal=causal, param_budget=budget)
+    assert abs(count_parameters(enc) - budget) <= 0.05 * budget
+
+
+def test_explicit_width_wins_over_the_default():
+    assert build_encoder("cnn").d_model == 256
+    assert build_encoder("cnn", d_model=30).d_model == 30
+
+
+@pytest.mark.parametrize(
+    "name,kw,words",
+    [
+        ("gru", {}, "available: cnn, lstm, transformer"),
+        ("transformer", {"d_model": 256, "n_heads": 3}, "n_heads=3 must divide d_model=256"),
+        ("cnn", {"d_model": -4}, "d_model=-4"),
+        ("lstm", {"hidden": 3}, "its options are"),
+        ("cnn", {"param_budget": -1}, "param_budget=-1"),
+    ],
+)
+def test_bad_arguments_are_named_in_the_error(name, kw, words):
+    with pytest.raises(ValueError, match=words):
+        build_encoder(name, **kw)
