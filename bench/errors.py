@@ -42,7 +42,7 @@ def explain(exc: BaseException) -> str | None:
     if isinstance(exc, ConfigCompositionException):
         cause = exc.__cause__
         text = str(exc).splitlines()[0]
-        override = re.search(r"override (\S+)$", text) or re.search(r"Could not override '([^']+)'", text)
+        override = re.search(r"^Error merging override (\S+)$", text) or re.search(r"use \+(\S+)$", str(exc))
         if isinstance(cause, OmegaConfBaseException):
             return _explain_omegaconf(cause, override.group(1) if override else None)
         return text if text.endswith(".") else text + "."
@@ -51,20 +51,37 @@ def explain(exc: BaseException) -> str | None:
     return None
 
 
+def _nullable(exc, key: str) -> bool:
+    """Whether the schema field behind ``key`` accepts null."""
+    import typing
+
+    schema = getattr(exc, "object_type", None)
+    try:
+        hint = typing.get_type_hints(schema)[key.rsplit(".", 1)[-1]]
+    except Exception:
+        return False
+    return type(None) in typing.get_args(hint)
+
+
 def _explain_omegaconf(exc, override: str | None) -> str:
     message = str(exc).splitlines()[0]
     key = getattr(exc, "full_key", None) or (override or "").split("=")[0]
     shown = override if override and "=" in override else key
     converted = re.search(r"could not be converted to (\w+)", message)
     if converted:
-        return f"{shown} is not valid: {key} must be {_CONVERSIONS.get(converted.group(1), converted.group(1))}."
+        kind = _CONVERSIONS.get(converted.group(1), converted.group(1))
+        return f"{shown} is not valid: {key} must be {kind}{' or null' if _nullable(exc, key) else ''}."
     if "is not Optional" in message:
         return f"{shown} is not valid: {key} cannot be null."
     if "not in struct" in message or "Key '" in message:
-        if key.startswith("model."):
+        from bench.schema import SCHEMA_OWNERS
+
+        owner = SCHEMA_OWNERS.get(getattr(getattr(exc, "object_type", None), "__name__", ""))
+        if owner:
             return (
-                f"{key} is not a setting of every encoder in this run; each encoder has its own "
-                f"(`python -m bench model=NAME --cfg job`), so select one, e.g. model=transformer {override or key}."
+                f"{key} is not a setting of the {owner} encoder, and each encoder has its own "
+                f"(`python -m bench model={owner} --cfg job` lists them); to change one encoder, select it, "
+                f"e.g. `model=NAME {shown}`."
             )
         return f"{key} is not a setting; `python -m bench --cfg job` lists them all."
     choices = re.search(r"expected one of \[(.*)\]", message)

@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import types
 import typing
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -54,6 +55,28 @@ class TrainConfig:
 
 
 @dataclass
+class DistanceConfig:
+    reach_examples: int = field(default=64, metadata=_range(1))
+
+
+@dataclass
+class ProbeTask:
+    """A long-distance probe of ``bench.probes``, trained on a mix of distances."""
+
+    type: str = "probe"
+    probe: str = MISSING
+    options: Dict[str, Any] = field(default_factory=dict)  # the probe's constructor arguments
+    distances: Optional[List[int]] = field(default=None, metadata=_range(1))  # null: the probe's defaults
+    n_train: int = field(default=4000, metadata=_range(1))
+    n_validation: int = field(default=500, metadata=_range(1))
+    n_test: int = field(default=1000, metadata=_range(1))
+    train: Dict[str, Any] = field(default_factory=dict)  # overrides of the suite's train settings
+
+
+TASK_SCHEMAS: dict[str, type] = {"probe": ProbeTask}
+
+
+@dataclass
 class DataConfig:
     root: Optional[str] = None  # folder holding real data sets, e.g. ../shared/data
     cache: str = "${oc.env:FXBENCH_CACHE,${oc.env:HOME,.}/.cache/fxbench}"
@@ -72,6 +95,7 @@ class Config:
     force: bool = False
     report: bool = True
     speed: SpeedConfig = field(default_factory=SpeedConfig)
+    distance: DistanceConfig = field(default_factory=DistanceConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
@@ -85,6 +109,9 @@ def _omegaconf_type(annotation):
     if origin in (tuple, list):
         return List[_omegaconf_type(args[0])] if args else List[Any]
     return annotation if annotation in (int, float, bool, str) else Any
+
+
+SCHEMA_OWNERS: dict[str, str] = {}  # generated schema class name -> encoder name, for error messages
 
 
 def encoder_schema(name: str) -> type:
@@ -104,21 +131,38 @@ def encoder_schema(name: str) -> type:
         elif default is inspect.Parameter.empty:
             default = MISSING
         fields.append((arg, _omegaconf_type(hints.get(arg, Any)), default))
-    return dataclasses.make_dataclass(f"{cls.__name__}Settings", fields)
+    schema = dataclasses.make_dataclass(f"{cls.__name__}Settings", fields)
+    SCHEMA_OWNERS[schema.__name__] = name
+    return schema
+
+
+def _config_groups() -> str:
+    """The user-facing config groups and their options, for ``--help``."""
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    lines = []
+    for group in sorted(p for p in conf.iterdir() if p.is_dir() and p.name != "hydra"):
+        options = sorted(f.stem for f in group.glob("*.yaml"))
+        lines.append(f"  {group.name}: {', '.join(options)}")
+    return "\n".join(lines)
 
 
 def register() -> None:
+    if not OmegaConf.has_resolver("fxbench_groups"):
+        OmegaConf.register_new_resolver("fxbench_groups", _config_groups)
     cs = ConfigStore.instance()
     cs.store(name="fxbench_schema", node=Config)
     for name in models.available():
         cs.store(group="schema/model", name=name, node=encoder_schema(name))
+    for kind, schema in TASK_SCHEMAS.items():
+        cs.store(group="schema/task", name=kind, node=schema)
 
 
 def _check_ranges(node: Any, schema: type, path: str) -> None:
+    hints = typing.get_type_hints(schema)
     for f in dataclasses.fields(schema):
         value, key = node[f.name], f"{path}{f.name}"
-        if dataclasses.is_dataclass(f.type if isinstance(f.type, type) else None):
-            _check_ranges(value, f.type, key + ".")
+        if dataclasses.is_dataclass(hints[f.name]):
+            _check_ranges(value, hints[f.name], key + ".")
             continue
         meta = f.metadata
         if not meta or value is None:
@@ -146,6 +190,14 @@ def model_kwargs(model_cfg: DictConfig) -> dict:
 def validate(cfg: DictConfig) -> None:
     """Check ranges and cross-field rules; raise UserError naming the setting."""
     _check_ranges(cfg, Config, "")
+    for name, task in cfg.tasks.items():
+        if task.get("type") not in TASK_SCHEMAS:
+            raise UserError(f"tasks.{name}.type={task.get('type')} is not a task type; choose from {', '.join(TASK_SCHEMAS)}.")
+        _check_ranges(task, TASK_SCHEMAS[task.type], f"tasks.{name}.")
+        train = task.get("train") or {}
+        unknown = set(train) - {f.name for f in dataclasses.fields(TrainConfig)}
+        if unknown:
+            raise UserError(f"tasks.{name}.train.{sorted(unknown)[0]} is not a train setting; see `train:` in --cfg job.")
     kwargs = model_kwargs(cfg.model)
     try:
         with __import__("torch").device("meta"):

@@ -85,7 +85,9 @@ def build_encoder(
     if d_model is None and param_budget is not None:
         from models.budget import solve_for_budget
 
-        sized = solve_for_budget(cls, param_budget, causal=causal, **options)
+        step = cls.width_multiple(causal=causal, **options) if hasattr(cls, "width_multiple") else 1
+        fine = getattr(cls, "fine_width", None)
+        sized = solve_for_budget(cls, param_budget, step, fine, causal=causal, **options)
         d_model = sized.pop("d_model")
         options = {**options, **sized}
     if d_model is None:

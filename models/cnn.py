@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.attention import CrossAttention
+
 NORMS = ("layer", "rms", "none")
 
 
@@ -75,4 +77,34 @@ class CNNEncoder(nn.Module):
         return self.norm(x).masked_fill(~keep, 0.0)
 
 
+class CNNDecoder(nn.Module):
+    """Causal dilated blocks, each followed by attention over the encoder's states (ConvS2S style)."""
+
+    def __init__(
+        self,
+        d_model: int = 256,
+        kernel_size: int = 3,
+        dilations: tuple[int, ...] = (1, 2, 4, 8),
+        n_blocks: int = 1,
+        norm: str = "layer",
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.d_model = d_model
+        schedule = list(dilations) * n_blocks
+        self.blocks = nn.ModuleList(DilatedBlock(d_model, kernel_size, d, True, norm, dropout) for d in schedule)
+        self.attn_norms = nn.ModuleList(_norm(norm, d_model) for _ in schedule)
+        self.attns = nn.ModuleList(CrossAttention(d_model, 1, dropout) for _ in schedule)
+        self.norm = _norm(norm, d_model)
+
+    def forward(self, y, y_mask, memory, memory_mask):
+        keep = y_mask[..., None]  # (B, S, 1)
+        y = y.masked_fill(~keep, 0.0)
+        for block, norm, attn in zip(self.blocks, self.attn_norms, self.attns):
+            y = block(y)
+            y = (y + attn(norm(y), memory, memory_mask)).masked_fill(~keep, 0.0)
+        return self.norm(y).masked_fill(~keep, 0.0)
+
+
 ENCODER = CNNEncoder
+DECODER = CNNDecoder

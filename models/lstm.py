@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from models.attention import CrossAttention
+
 
 class LSTMEncoder(nn.Module):
     def __init__(
@@ -55,4 +57,25 @@ class LSTMEncoder(nn.Module):
         return out.masked_fill(~mask[..., None], 0.0)
 
 
+class LSTMDecoder(nn.Module):
+    """A one-direction LSTM over the target prefix whose states attend over the encoder's
+    (Luong et al. 2015): output ``tanh(W [h; context])``."""
+
+    def __init__(self, d_model: int = 256, n_layers: int = 4, dropout: float = 0.1):
+        super().__init__()
+        self.d_model = d_model
+        self.lstm = nn.LSTM(d_model, d_model, num_layers=n_layers, dropout=dropout if n_layers > 1 else 0.0,
+                            batch_first=True)  # fmt: skip
+        self.attn = CrossAttention(d_model, 1, 0.0)
+        self.combine = nn.Linear(2 * d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, y, y_mask, memory, memory_mask):
+        h, _ = self.lstm(y)  # (B, S, D); right padding cannot reach real positions of a forward LSTM
+        context = self.attn(h, memory, memory_mask)
+        out = torch.tanh(self.combine(self.dropout(torch.cat([h, context], dim=-1))))
+        return out.masked_fill(~y_mask[..., None], 0.0)
+
+
 ENCODER = LSTMEncoder
+DECODER = LSTMDecoder

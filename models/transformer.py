@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.attention import CrossAttention
+
 POSITIONS = ("sinusoidal", "learned")
 
 
@@ -114,4 +116,51 @@ class TransformerEncoder(nn.Module):
         return self.ln_f(x).masked_fill(~mask[..., None], 0.0)
 
 
+class DecoderBlock(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.ln1, self.ln2, self.ln3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attn = SelfAttention(d_model, n_heads, dropout)
+        self.cross = CrossAttention(d_model, n_heads, dropout)
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, y: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        y = y + self.dropout(self.attn(self.ln1(y), None, causal=True))
+        y = y + self.dropout(self.cross(self.ln2(y), memory, memory_mask))
+        return y + self.dropout(self.ff(self.ln3(y)))
+
+
+class TransformerDecoder(nn.Module):
+    """Causal self-attention and cross-attention to the encoder in every block (Vaswani et al. 2017)."""
+
+    def __init__(
+        self,
+        d_model: int = 256,
+        n_layers: int = 4,
+        n_heads: int = 4,
+        d_ff: int | None = None,
+        dropout: float = 0.1,
+        positions: str = "sinusoidal",
+        max_len: int = 4096,
+    ):
+        super().__init__()
+        d_ff = 4 * d_model if d_ff is None else d_ff
+        self.d_model = d_model
+        if positions == "learned":
+            self.positions = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
+        else:
+            self.register_buffer("positions", sinusoidal_positions(max_len, d_model), persistent=False)
+        self.blocks = nn.ModuleList(DecoderBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, y, y_mask, memory, memory_mask):
+        y = self.dropout(y + self.positions[: y.shape[1]])
+        for block in self.blocks:
+            y = block(y, memory, memory_mask)
+        return self.ln_f(y).masked_fill(~y_mask[..., None], 0.0)
+
+
 ENCODER = TransformerEncoder
+DECODER = TransformerDecoder

@@ -1,0 +1,118 @@
+"""The one training loop: AdamW, warm-up then linear decay, gradient clipping, a step
+budget, model selection and early stopping on validation, final metrics on test.
+
+A task plugs in through ``TaskData``: it makes batches and computes the loss and
+the metrics; the loop knows nothing else about it. Budgets are in steps, not
+seconds, so results do not depend on how busy the machine is.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+import torch
+from torch import nn
+
+log = logging.getLogger("bench")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class TaskData(Protocol):
+    selection_metric: str  # the validation metric that picks the checkpoint
+    higher_is_better: bool
+
+    def batches(self, split: str, batch_size: int, shuffle: bool, seed: int) -> Iterator: ...
+
+    def loss(self, model: nn.Module, batch) -> torch.Tensor: ...
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]: ...
+
+
+@dataclass
+class TrainResult:
+    best_step: int
+    validation: dict  # metrics of the selected checkpoint
+    test: dict
+    steps: int
+    curve: list[dict] = field(default_factory=list)  # {"step", "loss", validation metrics...}
+    train_s: float = 0.0
+
+
+def lr_factor(step: int, total: int, warmup: float) -> float:
+    """Linear warm-up over ``warmup`` of the steps, then linear decay to zero."""
+    warm = max(1, int(warmup * total))
+    if step < warm:
+        return (step + 1) / warm
+    return max(0.0, (total - step) / max(1, total - warm))
+
+
+def _forever(data: TaskData, batch_size: int, seed: int) -> Iterator:
+    epoch = 0
+    while True:
+        yielded = False
+        for batch in data.batches("train", batch_size, shuffle=True, seed=seed + epoch):
+            yielded = True
+            yield batch
+        if not yielded:
+            raise ValueError("the training split yields no batches")
+        epoch += 1
+
+
+def train(model: nn.Module, data: TaskData, cfg, seed: int, tag: str = "") -> TrainResult:
+    """Train ``model`` for ``cfg.steps`` steps (cfg: the ``train`` settings); the returned test
+    metrics come from the checkpoint with the best validation metric."""
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.warmup))
+    sign = 1 if data.higher_is_better else -1
+    best_score, best_step, best_state, best_val = -math.inf, 0, None, {}
+    curve, running, bad_evals = [], [], 0
+    start = time.perf_counter()
+    batches = _forever(data, cfg.batch_size, seed)
+    step = 0
+    for step in range(1, cfg.steps + 1):
+        model.train()
+        loss = data.loss(model, next(batches))
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"the training loss became {loss.item()} at step {step}")
+        loss.backward()
+        if cfg.clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        running.append(loss.item())
+        if step % cfg.eval_every and step != cfg.steps:
+            continue
+        val = data.evaluate(model, "validation")
+        point = {"step": step, "loss": sum(running) / len(running), **val}
+        curve.append(point)
+        running = []
+        score = sign * val[data.selection_metric]
+        improved = score > best_score
+        if improved:
+            best_score, best_step, best_val = score, step, val
+            best_state = copy.deepcopy(model.state_dict())
+            bad_evals = 0
+        else:
+            bad_evals += 1
+        log.info(
+            f"{tag} step {step}/{cfg.steps} loss {point['loss']:.4f} "
+            f"val {data.selection_metric} {val[data.selection_metric]:.4f}{' (best)' if improved else ''} "
+            f"{time.perf_counter() - start:.0f} s"
+        )
+        if cfg.patience and bad_evals >= cfg.patience:
+            log.info(f"{tag} early stop: no better validation {data.selection_metric} in {cfg.patience} evaluations")
+            break
+    train_s = time.perf_counter() - start
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    test = data.evaluate(model, "test")
+    return TrainResult(best_step, best_val, test, step, curve, train_s)

@@ -1,0 +1,31 @@
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+CONF = REPO / "conf"
+SHARED_DATA = Path(os.environ.get("FXBENCH_DATA_ROOT", REPO.parent / "shared" / "data"))
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def compose():
+    """Compose the real config with overrides, as `python -m bench` would (without running it)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from bench.schema import register
+
+    register()
+
+    def _compose(*overrides, return_hydra_config=False):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+    return _compose

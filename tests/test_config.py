@@ -1,0 +1,109 @@
+"""The Hydra app's configuration: every option composes, every bad value is one clear sentence."""
+
+import subprocess
+import sys
+
+import pytest
+
+from bench.errors import UserError, explain
+from bench.schema import validate
+from tests.conftest import CONF, REPO
+
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+SUITES = sorted(p.stem for p in (CONF / "suite").glob("*.yaml"))
+TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_option_composes_validates_and_builds(compose, model):
+    import torch
+
+    import models
+    from bench.schema import model_kwargs
+
+    cfg = compose(f"model={model}", "suite=speed")
+    validate(cfg)
+    with torch.device("meta"):
+        encoder = models.build_encoder(**model_kwargs(cfg.model))
+    assert encoder.d_model > 0
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_every_suite_option_composes(compose, suite):
+    cfg = compose(f"suite={suite}")
+    validate(cfg)
+    assert cfg.suite == suite
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(compose, experiment):
+    validate(compose(f"experiment={experiment}"))
+
+
+def test_default_comparison_is_parameter_matched(compose):
+    import torch
+
+    import models
+    from bench.schema import model_kwargs
+
+    counts = {}
+    for name in ("lstm", "cnn", "transformer"):
+        cfg = compose(f"model={name}", "suite=speed")
+        with torch.device("meta"):
+            counts[name] = models.count_parameters(models.build_encoder(**model_kwargs(cfg.model)))
+    budget = compose("suite=speed").param_budget
+    assert all(abs(c - budget) <= 0.05 * budget for c in counts.values()), counts
+
+
+def compose_error(compose, *overrides) -> str:
+    with pytest.raises(Exception) as info:
+        validate(compose(*overrides))
+    sentence = explain(info.value)
+    assert sentence is not None, f"no sentence for {info.value!r}"
+    assert "\n" not in sentence
+    return sentence
+
+
+@pytest.mark.parametrize(
+    "overrides,words",
+    [
+        (["model.d_model=abc"], ["model.d_model", "integer"]),
+        (["model=gru"], ["model=gru", "lstm", "cnn", "transformer"]),
+        (["model=transformer", "model.d_model=256", "model.n_heads=3"], ["model.n_heads=3", "d_model=256", "allowed"]),
+        (["model=cnn", "model.d_model=-8"], ["model.d_model=-8"]),
+        (["param_budget=-5"], ["param_budget=-5", "at least"]),
+        (["speed.seq_lens=[0,32]"], ["speed.seq_lens", "at least 1"]),
+        (["speed.dtypes=[fp64]"], ["speed.dtypes", "fp32"]),
+        (["device=tpu"], ["device=tpu", "cpu"]),
+        (["model=lstm", "model.n_heads=4"], ["model.n_heads", "model=transformer"]),
+        (["seed=x"], ["seed", "integer"]),
+    ],
+)
+def test_a_bad_override_is_one_sentence_naming_the_setting(compose, overrides, words):
+    sentence = compose_error(compose, *overrides)
+    for word in words:
+        assert word in sentence, sentence
+
+
+def run_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_bad_override_exits_2_with_one_line_and_no_traceback(tmp_path):
+    proc = run_cli("model=transformer", "model.d_model=256", "model.n_heads=3", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [lines[-1]] and lines[-1].startswith("fxbench: model.n_heads=3"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_help_and_cfg_job_work():
+    helped = run_cli("--help")
+    assert helped.returncode == 0 and "model: cnn, lstm, transformer" in helped.stdout
+    shown = run_cli("--cfg", "job")
+    assert shown.returncode == 0 and "param_budget" in shown.stdout and "model:" in shown.stdout
+
+
+def test_user_error_is_explained_as_itself():
+    assert explain(UserError("data.root=/x does not exist.")) == "data.root=/x does not exist."

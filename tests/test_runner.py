@@ -1,0 +1,76 @@
+"""A job's units: skipped when done, redone with force, recorded as failed when they raise."""
+
+import sys
+import types
+
+import pytest
+
+from bench import runner
+from bench.errors import Abort, UserError
+from bench.records import load_records
+from bench.runner import Unit, run_job
+
+
+@pytest.fixture
+def fake_suite(monkeypatch):
+    calls = []
+    suite = types.ModuleType("fake_suite")
+    suite.SECTIONS = ("train",)
+    suite.units = lambda cfg: [Unit("a", seed=0), Unit("boom", seed=0), Unit("b", seed=0)]
+
+    def run(ctx, unit):
+        calls.append(unit.task)
+        if unit.task == "boom":
+            raise RuntimeError("it broke")
+        if unit.task == "user":
+            raise UserError("tasks.user.path=/nope does not exist.")
+        return [{"setting": 1, "metric": "m", "value": 1.0}], {}
+
+    suite.run = run
+    suite.headline = lambda record: "fine"
+    monkeypatch.setitem(sys.modules, "fake_suite", suite)
+    monkeypatch.setitem(runner.SUITES, "speed", "fake_suite")
+    return suite, calls
+
+
+def test_a_failing_unit_is_recorded_with_its_reason_and_the_job_goes_on(compose, fake_suite, tmp_path):
+    _, calls = fake_suite
+    counts = run_job(compose("suite=speed", "model=lstm"), tmp_path)
+    assert calls == ["a", "boom", "b"] and counts == {"ok": 2, "failed": 1, "skipped": 0}
+    frame = load_records(tmp_path).set_index("task")
+    assert frame.loc["boom", "status"] == "failed" and "it broke" in frame.loc["boom", "reason"]
+    assert frame.loc["a", "env"]["threads"] >= 1 and frame.loc["a", "config"]["model"]["name"] == "lstm"
+    assert (tmp_path / "summary.csv").exists()
+
+
+def test_a_rerun_skips_finished_units_and_redoes_failed_ones(compose, fake_suite, tmp_path):
+    _, calls = fake_suite
+    cfg = compose("suite=speed", "model=lstm")
+    run_job(cfg, tmp_path)
+    calls.clear()
+    counts = run_job(cfg, tmp_path)
+    assert calls == ["boom"] and counts["skipped"] == 2
+    assert len(load_records(tmp_path)) == 3
+
+
+def test_force_redoes_everything(compose, fake_suite, tmp_path):
+    _, calls = fake_suite
+    run_job(compose("suite=speed", "model=lstm"), tmp_path)
+    calls.clear()
+    run_job(compose("suite=speed", "model=lstm", "force=true"), tmp_path)
+    assert calls == ["a", "boom", "b"]
+
+
+def test_a_changed_setting_is_a_different_job(compose, fake_suite, tmp_path):
+    _, calls = fake_suite
+    run_job(compose("suite=speed", "model=lstm"), tmp_path)
+    calls.clear()
+    run_job(compose("suite=speed", "model=lstm", "train.steps=7"), tmp_path)
+    assert calls == ["a", "boom", "b"]
+
+
+def test_a_user_error_stops_the_whole_sweep(compose, fake_suite, tmp_path):
+    suite, _ = fake_suite
+    suite.units = lambda cfg: [Unit("user")]
+    with pytest.raises(Abort, match="does not exist"):
+        run_job(compose("suite=speed", "model=lstm"), tmp_path)
