@@ -73,7 +73,39 @@ class ProbeTask:
     train: Dict[str, Any] = field(default_factory=dict)  # overrides of the suite's train settings
 
 
-TASK_SCHEMAS: dict[str, type] = {"probe": ProbeTask}
+@dataclass
+class DataTask:
+    """A task of the accuracy suite, from the embedded generator, a real preset, local files or the hub."""
+
+    type: str = MISSING  # labelling | classification | pair | generation
+    source: str = field(default="embedded", metadata=_range(choices=["embedded", "real", "files", "hub"]))
+    dataset: Optional[str] = None  # real: ud_ewt_pos | sst2 | sick | multi30k_de_en; hub: a preset or hub id
+    n_train: int = field(default=6000, metadata=_range(1))  # embedded sizes
+    n_validation: int = field(default=500, metadata=_range(1))
+    n_test: int = field(default=500, metadata=_range(1))
+    data_seed: int = field(default=0, metadata=_range(0))  # the data stay fixed across model seeds
+    options: Dict[str, Any] = field(default_factory=dict)  # generator or reader options
+    format: Optional[str] = field(default=None, metadata=_range(choices=["conllu", "conll", "tsv", "csv", "jsonl", "parallel"]))
+    files: Dict[str, Any] = field(default_factory=dict)  # split -> path under data.root ([source, target] for parallel)
+    hub: Dict[str, Any] = field(default_factory=dict)  # keyword arguments of bench.data.hub.load_hub
+    max_len: int = field(default=256, metadata=_range(1))  # tokens kept per text
+    vocab_size: Optional[int] = field(default=30000, metadata=_range(3))
+    min_freq: int = field(default=1, metadata=_range(1))
+    lowercase: bool = False
+    bpe_size: int = field(default=8000, metadata=_range(16))  # generation: joint subword vocabulary
+    pooling: str = field(default="max", metadata=_range(choices=["mean", "max", "attention"]))
+    pair_mode: str = field(default="siamese", metadata=_range(choices=["siamese", "cross"]))
+    beam_size: int = field(default=4, metadata=_range(1))
+    validation_limit: int = field(default=500, metadata=_range(1))  # generation: sentences decoded per validation
+    train: Dict[str, Any] = field(default_factory=dict)  # overrides of the suite's train settings
+
+
+TASK_SCHEMAS: dict[str, type] = {"probe": ProbeTask, **{t: DataTask for t in ("labelling", "classification", "pair", "generation")}}
+
+
+@dataclass
+class AccuracyConfig:
+    embed_dim: int = field(default=128, metadata=_range(1))  # one embedding width for every family
 
 
 @dataclass
@@ -96,6 +128,7 @@ class Config:
     report: bool = True
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     distance: DistanceConfig = field(default_factory=DistanceConfig)
+    accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
@@ -153,8 +186,8 @@ def register() -> None:
     cs.store(name="fxbench_schema", node=Config)
     for name in models.available():
         cs.store(group="schema/model", name=name, node=encoder_schema(name))
-    for kind, schema in TASK_SCHEMAS.items():
-        cs.store(group="schema/task", name=kind, node=schema)
+    cs.store(group="schema/task", name="probe", node=ProbeTask)
+    cs.store(group="schema/task", name="data", node=DataTask)
 
 
 def _check_ranges(node: Any, schema: type, path: str) -> None:
@@ -177,6 +210,17 @@ def _check_ranges(node: Any, schema: type, path: str) -> None:
                 raise UserError(f"{key}={value} is too large; it must be at most {meta['max']}.")
 
 
+def _check_probe(name: str, task) -> None:
+    from bench.probes import build_probe
+
+    try:
+        probe = build_probe(task.probe, **OmegaConf.to_container(task.options, resolve=True))
+        if task.distances:
+            probe.sample(1, list(task.distances), seed=0)
+    except ValueError as err:
+        raise UserError(f"tasks.{name}: {err}") from None
+
+
 def model_kwargs(model_cfg: DictConfig) -> dict:
     """The keyword arguments of ``models.build_encoder`` for a model config node."""
     kwargs = OmegaConf.to_container(model_cfg, resolve=True)
@@ -194,6 +238,8 @@ def validate(cfg: DictConfig) -> None:
         if task.get("type") not in TASK_SCHEMAS:
             raise UserError(f"tasks.{name}.type={task.get('type')} is not a task type; choose from {', '.join(TASK_SCHEMAS)}.")
         _check_ranges(task, TASK_SCHEMAS[task.type], f"tasks.{name}.")
+        if task.type == "probe":
+            _check_probe(name, task)
         train = task.get("train") or {}
         unknown = set(train) - {f.name for f in dataclasses.fields(TrainConfig)}
         if unknown:

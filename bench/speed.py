@@ -63,17 +63,15 @@ def units(cfg: DictConfig) -> list[Unit]:
 class Measure:
     """An encoder, its inputs and its optimiser, built once and timed many times."""
 
-    def __init__(self, ctx: Context, batch: int, seq_len: int):
-        cfg = ctx.cfg
-        self.build = model_kwargs(cfg.model)
-        self.encoder = models.build_encoder(**self.build).to(ctx.device)
-        self.device = ctx.device
-        self.x = torch.randn(batch, seq_len, self.encoder.d_model, device=ctx.device)
-        self.mask = torch.ones(batch, seq_len, dtype=torch.bool, device=ctx.device)
+    def __init__(self, build: dict, device: torch.device, batch: int, seq_len: int, compile: bool = False):
+        self.build, self.device = build, device
+        self.encoder = models.build_encoder(**build).to(device)
+        self.x = torch.randn(batch, seq_len, self.encoder.d_model, device=device)
+        self.mask = torch.ones(batch, seq_len, dtype=torch.bool, device=device)
         self.opt = torch.optim.AdamW(self.encoder.parameters(), lr=1e-4)
         self.model = self.encoder
         self.compile_s = None
-        if cfg.speed.compile:
+        if compile:
             t0 = time.perf_counter()
             self.model = torch.compile(self.encoder)
             self.infer("fp32")
@@ -109,7 +107,7 @@ def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
     if kind == "scaling":
         return _scaling(ctx, p["dtype"])
     speed = ctx.cfg.speed
-    measure = Measure(ctx, p["B"], p["T"])
+    measure = Measure(model_kwargs(ctx.cfg.model), ctx.device, p["B"], p["T"], speed.compile)
     tokens = p["B"] * p["T"]
     info = {**p, "params": models.count_parameters(measure.encoder), "d_model": measure.encoder.d_model,
             "threads": ctx.threads, "compile_s": measure.compile_s}  # fmt: skip

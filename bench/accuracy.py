@@ -1,0 +1,119 @@
+"""Accuracy suite: train every encoder on a task of each of the four types, score on test.
+
+One record per (task, encoder, seed): test metrics of the checkpoint picked on
+validation, the majority-class (or copy-the-source) baseline, the parameter
+counts and the training throughput. The encoder of every task is sized to the
+comparison's budget; an encoder-decoder gets twice it, for its two halves.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from omegaconf import OmegaConf
+
+import models
+from bench.data.sources import load_task_data
+from bench.data.vocab import build_vocabs
+from bench.runner import Context, Unit
+from bench.schema import model_kwargs
+from bench.textdata import ClassificationData, GenerationData, LabellingData, PairData
+from bench.train import train
+from models.heads import (
+    Classifier, PairClassifier, PairModel, SequenceClassifier, Tagger, TokenClassifier, TokenEmbedding,
+)  # fmt: skip
+from models.seq2seq import Seq2Seq, build_encoder_decoder
+
+log = logging.getLogger("bench")
+
+SECTIONS = ("train", "accuracy")
+TYPES = ("labelling", "classification", "pair", "generation")
+
+
+def accuracy_tasks(cfg) -> list[str]:
+    return [name for name, task in cfg.tasks.items() if task.type in TYPES]
+
+
+def units(cfg) -> list[Unit]:
+    seeds = range(cfg.seed, cfg.seed + cfg.n_seeds)
+    return [Unit(name, seed=s) for name in accuracy_tasks(cfg) for s in seeds]
+
+
+def prepare(ctx: Context, name: str):
+    """The task's data, vocabularies and encoded splits, built once per job (every seed shares them)."""
+    key = ("task", name)
+    if key not in ctx.cache:
+        task = ctx.cfg.tasks[name]
+        raw = load_task_data(name, task, ctx.cfg.data.root)
+        specials = ("sep",) if task.type == "pair" and task.pair_mode == "cross" else ()
+        vocab, labels = build_vocabs(raw, task.type, task.vocab_size, task.min_freq, task.lowercase, specials,
+                                     task.bpe_size, ctx.cfg.data.cache)  # fmt: skip
+        if task.type == "labelling":
+            data = LabellingData(raw, vocab, labels, ctx.device, task.max_len)
+        elif task.type == "classification":
+            data = ClassificationData(raw, vocab, labels, ctx.device, task.max_len)
+        elif task.type == "pair":
+            data = PairData(raw, vocab, labels, ctx.device, task.pair_mode, task.max_len)
+        else:
+            data = GenerationData(raw, vocab, ctx.device, task.max_len, task.beam_size, task.validation_limit)
+        ctx.cache[key] = (data, vocab, labels)
+    return ctx.cache[key]
+
+
+def build_model(ctx: Context, task, vocab, labels) -> torch.nn.Module:
+    kwargs = model_kwargs(ctx.cfg.model)
+    embed_dim = ctx.cfg.accuracy.embed_dim
+    if task.type == "generation":
+        budget = kwargs.pop("param_budget")
+        core = build_encoder_decoder(**kwargs, param_budget=2 * budget if budget else None)
+        return Seq2Seq(core, len(vocab), bos=vocab.bos_id, eos=vocab.eos_id, embed_dim=embed_dim)
+    encoder = models.build_encoder(**kwargs)
+    d = encoder.d_model
+    inputs = TokenEmbedding(len(vocab), d, embed_dim)
+    if task.type == "labelling":
+        return Tagger(encoder, inputs, TokenClassifier(d, len(labels)))
+    if task.type == "classification":
+        return Classifier(encoder, inputs, SequenceClassifier(d, len(labels), task.pooling))
+    return PairModel(encoder, inputs, PairClassifier(d, len(labels), task.pair_mode, task.pooling))
+
+
+def run(ctx: Context, unit: Unit):
+    task = ctx.cfg.tasks[unit.task]
+    data, vocab, labels = prepare(ctx, unit.task)
+    model = build_model(ctx, task, vocab, labels).to(ctx.device)
+    settings = OmegaConf.merge(ctx.cfg.train, task.get("train") or {})
+    data.tokens_seen = 0
+    result = train(model, data, settings, unit.seed, tag=f"{ctx.encoder} {unit.task} seed={unit.seed}")
+    examples = result.test.pop("examples", None)
+    baseline = data.majority_baseline("test")
+    rows = [{"setting": "test", "metric": k, "value": v} for k, v in result.test.items()]
+    rows += [{"setting": "validation", "metric": k, "value": v} for k, v in result.validation.items()]
+    rows += [{"setting": "test", "metric": f"baseline_{k}", "value": v} for k, v in baseline.items()]
+    core = getattr(model, "core", None)
+    info = {
+        "type": task.type,
+        "source": task.source,
+        "dataset": task.dataset,
+        "selection_metric": data.selection_metric,
+        "encoder_params": models.count_parameters(core if core is not None else model.encoder),
+        "params": models.count_parameters(model),
+        "d_model": (core or model.encoder).d_model,
+        "vocab_size": len(vocab),
+        "n_labels": len(labels) if labels is not None else None,
+        "sizes": {split: len(data.data[split]) for split in data.data},
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "train_s": result.train_s,
+        "train_tokens_per_s": data.tokens_seen / max(result.train_s, 1e-9),
+        "curve": result.curve,
+        "examples": examples,
+    }
+    return rows, info
+
+
+def headline(record: dict) -> str:
+    m = {(r["setting"], r["metric"]): r["value"] for r in record["metrics"]}
+    metric = record["info"]["selection_metric"]
+    return (f"test {metric} {m[('test', metric)]:.3f} (baseline {m.get(('test', 'baseline_' + metric), float('nan')):.3f}), "
+            f"{record['info']['train_tokens_per_s'] / 1e3:.1f}k tok/s training")  # fmt: skip

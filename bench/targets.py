@@ -1,0 +1,137 @@
+"""``python -m bench.targets``: the speed suite against its performance targets.
+
+A benchmark, not a test: it measures, in one process, the default
+parameter-matched encoders at batch 32 and prints each target with the number
+seen and whether it was met; ``--out FILE`` also writes them as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+from torch import nn
+
+import models
+from bench.env import environment
+from bench.timing import forward_flops, gemm_peak, in_fresh_process, memory_child, time_calls
+
+B = 32
+
+
+def default_sizes() -> dict:
+    """Encoder kwargs of the default speed comparison, as `python -m bench suite=speed` composes them."""
+    from hydra import compose, initialize_config_dir
+
+    from bench.schema import model_kwargs, register
+
+    register()
+    conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+    out = {}
+    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+        for name in ("lstm", "cnn", "transformer"):
+            out[name] = model_kwargs(compose("config", overrides=["suite=speed", f"model={name}"]).model)
+    return out
+
+
+def reference_transformer(enc) -> nn.Module:
+    """torch.nn.TransformerEncoder with the same width, depth, heads and FFN as ours."""
+    block = enc.blocks[0]
+    layer = nn.TransformerEncoderLayer(
+        enc.d_model, block.attn.n_heads, block.ff[0].out_features, dropout=0.1, activation="gelu",
+        batch_first=True, norm_first=True,
+    )  # fmt: skip
+    return nn.TransformerEncoder(layer, len(enc.blocks), enable_nested_tensor=False)
+
+
+def compare(fns: dict, min_run_time: float, rounds: int = 3) -> dict:
+    """Median seconds per call of each fn, timed in interleaved rounds so drift hits all alike."""
+    cpu = torch.device("cpu")
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name] += time_calls(fn, cpu, min_run_time / rounds, min_repeats=3).times
+    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--min-run-time", type=float, default=2.0, help="seconds of timed calls per variant")
+    parser.add_argument("--out", help="also write the results as JSON to this file")
+    args = parser.parse_args(argv)
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    cpu = torch.device("cpu")
+    sizes = default_sizes()
+    peak = gemm_peak(cpu, "fp32", min_run_time=1.0)
+    rows: list[dict] = []
+
+    def target(name, value, goal, met, unit=""):
+        rows.append({"target": name, "measured": value, "goal": goal, "met": bool(met), "unit": unit})
+        print(f"{'MET ' if met else 'MISS'}  {name}: {value:.3g}{unit} (target {goal})", flush=True)
+
+    def inputs(T, d):
+        return torch.randn(B, T, d), torch.ones(B, T, dtype=torch.bool)
+
+    torch.manual_seed(0)
+    ours = models.build_encoder(**sizes["transformer"]).eval()
+    ref = reference_transformer(ours).eval()
+    for T in (128, 512):
+        x, mask = inputs(T, ours.d_model)
+        with torch.no_grad():
+            med = compare({"ours": lambda: ours(x, mask), "torch": lambda: ref(x, src_key_padding_mask=~mask)},
+                          args.min_run_time)  # fmt: skip
+        mfu = forward_flops(ours, T, cpu) * B / med["ours"] / peak
+        target(f"Transformer inference MFU, T={T}", mfu, ">= 0.70" if T == 128 else ">= 0.55", mfu >= (0.70 if T == 128 else 0.55))
+        ratio = med["torch"] / med["ours"]
+        goal = 1.25 if T == 512 else 1.0
+        target(f"Transformer vs nn.TransformerEncoder throughput, T={T}", ratio, f">= {goal}x", ratio >= goal, "x")
+
+    cnn = models.build_encoder(**sizes["cnn"]).eval()
+    for T in (128, 256, 512):
+        x, mask = inputs(T, cnn.d_model)
+        with torch.no_grad():
+            med = compare({"cnn": lambda: cnn(x, mask)}, args.min_run_time / 2)
+        mfu = forward_flops(cnn, T, cpu) * B / med["cnn"] / peak
+        target(f"CNN inference MFU, T={T}", mfu, ">= 0.70", mfu >= 0.70)
+
+    lstm = models.build_encoder(**sizes["lstm"]).eval()
+    bare = lstm.lstm  # the very nn.LSTM inside, called without our wrapper
+    for T in (128, 512):
+        x, mask = inputs(T, lstm.d_model)
+        with torch.no_grad():
+            med = compare({"ours": lambda: lstm(x, mask), "bare": lambda: bare(x)}, args.min_run_time)
+        ratio = med["ours"] / med["bare"]
+        target(f"LSTM time vs bare nn.LSTM, T={T}", ratio, "<= 1.05x", ratio <= 1.05, "x")
+
+    from bench.speed import Measure
+
+    T = 128
+    measure = Measure(sizes["transformer"], cpu, B, T)
+    encoder, x, mask = measure.encoder.eval(), measure.x, measure.mask
+
+    def bare_loop():
+        with torch.no_grad():
+            encoder(x, mask)
+
+    med = compare({"suite": lambda: measure.infer("fp32"), "bare": bare_loop}, args.min_run_time)
+    overhead = med["suite"] / med["bare"]
+    target("Harness time vs bare loop, Transformer T=128", overhead, "<= 1.05x", overhead <= 1.05, "x")
+
+    mem = in_fresh_process(memory_child, sizes["transformer"], B, 2048, "fp32", False, threads)
+    target("Transformer inference peak memory, B=32 T=2048", mem["infer_peak_mb"] / 1024, "<= 0.6 GB",
+           mem["infer_peak_mb"] / 1024 <= 0.6, " GB")  # fmt: skip
+    result = {"targets": rows, "gemm_peak_flops": peak, "sizes": sizes, "env": environment(cpu),
+              "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(result, handle, indent=1, default=str)
+    return 0 if all(r["met"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
