@@ -94,4 +94,12 @@ def environment(device: torch.device) -> dict:
         "git_commit": commit,
         "git_dirty": dirty,
         "versions": versions,
+        "command": command_line(),
     }
+
+
+def command_line() -> str:
+    """How this process was started, as a user would type it."""
+    args = sys.argv[1:]
+    program = "python -m bench" if sys.argv and sys.argv[0].endswith(("bench/__main__.py", "-m")) else Path(sys.argv[0]).name
+    return " ".join([program, *args]) if sys.argv else ""
