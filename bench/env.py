@@ -76,13 +76,25 @@ def git_state() -> tuple[str | None, bool | None]:
         return None, None
 
 
+STACK = ("hydra-core", "omegaconf", "numpy", "pandas", "seaborn", "datasets", "tokenizers", "sacrebleu", "seqeval")
+
+
+@functools.cache
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in STACK:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
 def environment(device: torch.device) -> dict:
     commit, dirty = git_state()
-    versions = {"python": platform.python_version(), "torch": torch.__version__}
-    for lib in ("hydra", "omegaconf", "pandas", "numpy"):
-        module = sys.modules.get(lib)
-        if module is not None:
-            versions[lib] = getattr(module, "__version__", "?")
+    versions = {"python": platform.python_version(), "torch": torch.__version__, **library_versions()}
     return {
         "device": device.type,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),

@@ -1,0 +1,146 @@
+"""The comparison report, built from stored records only: ``build_report(run_dir)``.
+
+Writes ``report.md``, a self-contained ``report.html`` and the figures (PNG and
+SVG) under ``run_dir`` (or ``out_dir``). Any results folder works: a sweep, one
+job, one encoder, or one with failed runs (listed as failed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.records import load_records
+from bench.report import claims as claims_mod
+from bench.report import figures, frames
+from bench.report.render import Section, to_html, to_markdown
+from bench.report.stats import mean_ci
+
+TITLE = "fxbench: LSTM vs dilated CNN vs Transformer"
+
+
+def _ci_text(values) -> str:
+    ci = mean_ci(values)
+    return "" if ci.n == 0 else str(ci)
+
+
+def _speed_section(speed, latency, scaling, gemm, order, fig_dir) -> Section:
+    s = Section("Speed")
+    s.text("Throughput is tokens per second at the batch size shown, median over timed calls after warm-up; "
+           "a training step is forward, backward and an AdamW step. Peak memory is what one forward (or step) "
+           "adds at its high-water mark, measured in a fresh process on the CPU. FLOP utilisation (MFU) divides "
+           "achieved FLOP/s by the best GEMM rate of the same dtype measured in the same job.")  # fmt: skip
+    s.figure(figures.save(figures.speed_lines(speed, {"infer_tokens_per_s": "inference", "train_tokens_per_s": "training step"},
+                                              "tokens / s", order), fig_dir, "speed_throughput"),
+             "Throughput against sequence length (log-log).")  # fmt: skip
+    for mode, label in (("infer", "inference"), ("train", "training step")):
+        column = f"{mode}_tokens_per_s"
+        if column not in speed:
+            continue
+        table = speed.pivot_table(index=["encoder", "dtype"], columns="T", values=column).round(0)
+        table = table.reindex([i for e in order for i in table.index if i[0] == e])
+        s.table(table.reset_index(), f"{label} throughput (tokens/s) by sequence length T")
+        fastest = speed.groupby(["dtype", "T"])[column].transform("max")
+        rel = speed.assign(relative=speed[column] / fastest).pivot_table(index=["encoder", "dtype"], columns="T",
+                                                                          values="relative").round(2)  # fmt: skip
+        rel = rel.reindex([i for e in order for i in rel.index if i[0] == e])
+        s.table(rel.reset_index(), f"relative {label} speed: each encoder over the fastest at that T and dtype (1 = fastest)")
+    memory = {c: n for c, n in (("infer_peak_mb", "inference"), ("train_peak_mb", "training step")) if c in speed}
+    if memory:
+        s.figure(figures.save(figures.speed_lines(speed, memory, "peak memory added (MB)", order), fig_dir, "speed_memory"),
+                 "Peak memory against sequence length (log-log).")  # fmt: skip
+    s.figure(figures.save(figures.speed_lines(speed, {c: n for c, n in (("infer_mfu", "inference"), ("train_mfu", "training step"))
+                                                      if c in speed}, "FLOP utilisation", order, log_y=False),
+                          fig_dir, "speed_mfu"), "FLOP utilisation against sequence length.")  # fmt: skip
+    if not latency.empty:
+        s.table(latency.sort_values(["encoder", "dtype", "T"]).round(3), "latency at batch 1 (ms)")
+    if not scaling.empty:
+        s.table(scaling.round(2), "scaling exponent: slope of log time per batch against log T")
+    if not gemm.empty:
+        s.table(gemm.groupby("dtype")["GFLOP/s"].agg(["min", "max"]).round(0).reset_index(),
+                "GEMM peak measured in each job (GFLOP/s): the denominator of utilisation")  # fmt: skip
+    return s
+
+
+def _distance_section(dist, order, fig_dir) -> Section:
+    s = Section("Long-distance dependencies")
+    s.text("Each encoder is trained once per probe and seed on a mix of distances and scored per distance bucket "
+           "on test (checkpoint picked on validation). Bands are 95% t intervals over seeds; the dashed line is "
+           "chance (or the trivial predictor's MSE). The effective distance is the largest d up to which the "
+           "score stays past halfway from chance to perfect.")  # fmt: skip
+    s.figure(figures.save(figures.distance_curves(dist, order), fig_dir, "distance"), "Test metric against distance per probe.")
+    for probe, part in dist.groupby("probe", sort=False):
+        table = part.groupby(["encoder", "distance"])["value"].apply(_ci_text).unstack("distance")
+        table = table.reindex([e for e in order if e in table.index])
+        s.table(table.reset_index(), f"{probe}: test {part['metric'].iloc[0]} by distance, mean [95% CI] over seeds")
+    eff = dist.groupby(["probe", "encoder", "seed"])[["effective_distance", "receptive_field"]].first().reset_index()
+    table = eff.groupby(["probe", "encoder"]).agg(
+        effective_distance=("effective_distance", _ci_text), receptive_field=("receptive_field", "first"),
+        seeds=("seed", "nunique")).reset_index()  # fmt: skip
+    table["receptive_field"] = table["receptive_field"].map(lambda v: "unbounded" if pd.isna(v) else int(v))
+    s.table(table, "effective distance, mean [95% CI] over seeds, and the theoretical receptive field")
+    return s
+
+
+def _accuracy_section(acc, order, fig_dir) -> Section:
+    s = Section("Task accuracy")
+    s.text("Every encoder gets the same parameter budget, steps and settings; the checkpoint is picked on "
+           "validation and scored once on test. Error bars are 95% t intervals over seeds; the dashed line is "
+           "the majority-class (or copy-the-source) baseline.")  # fmt: skip
+    s.figure(figures.save(figures.accuracy_points(acc, order), fig_dir, "accuracy"), "Test metric per task.")
+    table = acc.groupby(["task", "encoder"], sort=False).agg(
+        type=("type", "first"), metric=("metric", "first"), test=("value", _ci_text), baseline=("baseline", "mean"),
+        seeds=("seed", "nunique"), encoder_params=("encoder_params", "median"),
+        train_tokens_per_s=("train_tokens_per_s", "mean")).reset_index()  # fmt: skip
+    table["order"] = table["encoder"].map({e: i for i, e in enumerate(order)})
+    s.table(table.sort_values(["task", "order"]).drop(columns="order").round(3), "test metric, mean [95% CI] over seeds")
+    s.figure(figures.save(figures.pareto(acc, order), fig_dir, "pareto"),
+             "Accuracy against training throughput; the grey line joins encoders no other beats on both.")
+    return s
+
+
+def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir else run_dir
+    fig_dir = out_dir / "figures"
+    records = load_records(run_dir)
+    order = frames.encoder_order(records["encoder"].dropna()) if len(records) else []
+    speed, latency, scaling, gemm = (frames.speed(records), frames.latency(records), frames.scaling(records),
+                                     frames.gemm(records))  # fmt: skip
+    dist, acc, failed = frames.distance(records), frames.accuracy(records), frames.failures(records)
+
+    intro = Section("Summary")
+    ok = int((records["status"] == "ok").sum()) if len(records) else 0
+    intro.text(f"Built from {len(records)} records under {run_dir} ({ok} ok, {len(records) - ok} failed); "
+               f"encoders: {', '.join(order) or 'none'}; suites: {', '.join(sorted(set(records['suite']))) or 'none'}. "
+               "Every number below comes from those records; `python -m bench.report DIR` rebuilds this page.")  # fmt: skip
+    verdicts = claims_mod.all_claims(speed, dist, acc)
+    claims = Section("Claims of the published comparison")
+    claims.text("Each claim is judged by the rule given for it, on this run's records only; 'inconclusive' means "
+                "the intervals do not separate at this sample size or the evidence is mixed.")  # fmt: skip
+    claims.table(verdicts[["claim", "verdict", "evidence", "conditions"]])
+    claims.table(verdicts[["claim", "rule"]], "the rule behind each verdict")
+    env = Section("Environment")
+    env.table(pd.DataFrame([{"what": k, "value": "; ".join(v)} for k, v in frames.environment(records).items()]))
+
+    sections = [intro, claims, env]
+    if not speed.empty:
+        sections.append(_speed_section(speed, latency, scaling, gemm, order, fig_dir))
+    if not dist.empty:
+        sections.append(_distance_section(dist, order, fig_dir))
+    if not acc.empty:
+        sections.append(_accuracy_section(acc, order, fig_dir))
+    fails = Section("Failed runs")
+    if failed.empty:
+        fails.text("None.")
+    else:
+        fails.table(failed, "runs that ended in an error; rerun into the same folder to retry them")
+    sections.append(fails)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, page = out_dir / "report.md", out_dir / "report.html"
+    md.write_text(to_markdown(TITLE, sections, out_dir))
+    page.write_text(to_html(TITLE, sections))
+    verdicts.to_csv(out_dir / "claims.csv", index=False)
+    return {"md": md, "html": page, "figures": fig_dir, "claims": out_dir / "claims.csv"}

@@ -1,0 +1,177 @@
+"""Verdicts on the claims of the published comparison this suite was built to test.
+
+Each claim is judged on the stored records alone, by a stated rule, and says
+so when its data is missing. Verdicts: "holds", "does not hold", or
+"inconclusive" (at this sample size, or the evidence is mixed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.report.stats import Interval, ratio_of_medians, welch_diff
+
+HOLDS, FAILS, UNSURE, MISSING = "holds", "does not hold", "inconclusive", "missing data"
+RNN, CNN, TRANSFORMER = "lstm", "cnn", "transformer"
+
+SPEED_RULE = ("at every T measured, each neighbour pair in the claimed order is faster by a ratio of median times "
+              "whose 95% bootstrap interval excludes 1; does not hold if any pair is significantly reversed")
+DIFF_RULE = "95% Welch t interval of the difference of means over seeds excludes 0"
+
+
+def _row(claim, verdict, evidence, rule, conditions):
+    return {"claim": claim, "verdict": verdict, "evidence": evidence, "rule": rule, "conditions": conditions}
+
+
+def _speed_conditions(speed: pd.DataFrame, encoders) -> str:
+    part = speed[speed["encoder"].isin(encoders)]
+    sizes = ", ".join(f"{e} {int(p) / 1e6:.2f}M" for e, p in part.groupby("encoder")["params"].first().items())
+    return (f"{'; '.join(sorted(set(part['device'].dropna())))}; T {part['T'].min()}-{part['T'].max()}, "
+            f"batch {', '.join(map(str, sorted(set(part['B']))))}; encoder parameters: {sizes}")  # fmt: skip
+
+
+def _times(speed, encoder, T, mode, dtype):
+    rows = speed[(speed["encoder"] == encoder) & (speed["T"] == T) & (speed["dtype"] == dtype)]
+    column = f"{mode}_times_s"
+    return None if rows.empty or column not in rows or rows[column].iloc[0] is None else rows[column].iloc[0]
+
+
+def speed_order(speed: pd.DataFrame, claimed: list[str], label: str, mode: str, dtype: str = "fp32") -> dict:
+    claim = f"Speed order {label} ({'inference' if mode == 'infer' else 'training step'}, {dtype})"
+    if speed.empty or not set(claimed) <= set(speed["encoder"]):
+        missing = sorted(set(claimed) - set(speed.get("encoder", [])))
+        run = "experiment=seed_claims" if any("_" in m for m in missing) else "suite=speed"
+        return _row(claim, MISSING, f"no speed records for {', '.join(missing)} (run `python -m bench {run}`)", SPEED_RULE, "")
+    lens = sorted(set.intersection(*(set(speed[speed["encoder"] == e]["T"]) for e in claimed)))
+    ok, reversed_at, observed = True, [], []
+    for T in lens:
+        part = speed[(speed["T"] == T) & (speed["dtype"] == dtype) & speed["encoder"].isin(claimed)]
+        if part.empty:
+            continue
+        observed.append(f"T={T}: {' > '.join(part.sort_values(f'{mode}_tokens_per_s', ascending=False)['encoder'])}")
+        for a, b in zip(claimed, claimed[1:]):
+            ta, tb = _times(speed, a, T, mode, dtype), _times(speed, b, T, mode, dtype)
+            if ta is None or tb is None:
+                ok = False
+                continue
+            ratio = ratio_of_medians(ta, tb)
+            if ratio.high < 1:
+                reversed_at.append(f"{b} faster than {a} at T={T} ({1 / ratio.estimate:.2f}x)")
+            if not ratio.low > 1:
+                ok = False
+    verdict = FAILS if reversed_at else HOLDS if ok and observed else UNSURE
+    evidence = "observed: " + "; ".join(observed)
+    if reversed_at:
+        evidence += ". Reversed: " + "; ".join(reversed_at[:4]) + (" ..." if len(reversed_at) > 4 else "")
+    return _row(claim, verdict, evidence, SPEED_RULE, _speed_conditions(speed, claimed))
+
+
+def rnn_slowdown(speed: pd.DataFrame, mode: str, dtype: str = "fp32") -> dict:
+    claim = f"The RNN is 3x to tens of times slower ({'inference' if mode == 'infer' else 'training step'}, {dtype})"
+    rule = ("per T, the fastest other parameter-matched encoder's speed over the RNN's, with a 95% bootstrap interval: "
+            "holds if the interval is >= 3 at every T, does not hold if it is below 3 at some T")
+    others = [e for e in (CNN, TRANSFORMER) if e in set(speed.get("encoder", []))]
+    if speed.empty or RNN not in set(speed["encoder"]) or not others:
+        return _row(claim, MISSING, "needs speed records of the lstm and of another encoder", rule, "")
+    ratios = []
+    for T in sorted(set(speed[speed["encoder"] == RNN]["T"])):
+        part = speed[(speed["T"] == T) & (speed["dtype"] == dtype) & speed["encoder"].isin(others)]
+        rnn_times = _times(speed, RNN, T, mode, dtype)
+        if part.empty or rnn_times is None:
+            continue
+        fastest = part.sort_values(f"{mode}_tokens_per_s", ascending=False)["encoder"].iloc[0]
+        ratios.append((T, fastest, ratio_of_medians(_times(speed, fastest, T, mode, dtype), rnn_times)))
+    if not ratios:
+        return _row(claim, MISSING, f"no {dtype} {mode} timings", rule, "")
+    below = [(T, e, r) for T, e, r in ratios if r.high < 3]
+    verdict = FAILS if below else HOLDS if all(r.low >= 3 for _, _, r in ratios) else UNSURE
+    evidence = "fastest other / lstm: " + "; ".join(f"T={T} {e} {r.estimate:.2f}x" for T, e, r in ratios)
+    return _row(claim, verdict, evidence, rule, _speed_conditions(speed, [RNN, *others]))
+
+
+def _per_seed(dist: pd.DataFrame, encoder: str, select) -> list[float]:
+    part = dist[(dist["encoder"] == encoder) & select(dist)]
+    return part.groupby("seed")["value"].mean().tolist()
+
+
+def agreement_beyond(dist: pd.DataFrame, threshold: int = 13) -> dict:
+    claim = f"Beyond ~{threshold} tokens the Transformer is weaker than the RNN on agreement"
+    rule = f"per seed, mean accuracy over agreement distances > {threshold}; lstm minus transformer; {DIFF_RULE}"
+    part = dist[dist["probe"] == "agreement"] if not dist.empty else dist
+    far = (lambda d: d["distance"] > threshold)
+    if part.empty or not {RNN, TRANSFORMER} <= set(part["encoder"]) or not far(part).any():
+        return _row(claim, MISSING, f"needs agreement records of lstm and transformer at distances > {threshold}", rule, "")
+    lstm, trans = _per_seed(part, RNN, far), _per_seed(part, TRANSFORMER, far)
+    diff = welch_diff(lstm, trans)
+    verdict = HOLDS if diff.low > 0 else FAILS if diff.high < 0 else UNSURE
+    evidence = (f"accuracy at d > {threshold}: lstm {np.mean(lstm):.3f}, transformer {np.mean(trans):.3f}; "
+                f"difference {diff}")  # fmt: skip
+    conditions = (f"distances {sorted(set(part[far(part)]['distance']))}; {diff.n} seeds; encoder parameters "
+                  f"{', '.join(f'{e} {int(p):,}' for e, p in part.groupby('encoder')['encoder_params'].first().items())}")
+    return _row(claim, verdict, evidence, rule, conditions)
+
+
+def _normalised_far(dist: pd.DataFrame) -> pd.DataFrame:
+    """Per probe, the longer half of its distances, scored 0 at chance and 1 at perfect."""
+    rows = []
+    for probe, part in dist.groupby("probe"):
+        distances = sorted(set(part["distance"]))
+        far = part[part["distance"] >= distances[len(distances) // 2]].copy()
+        if far["metric"].iloc[0] == "mse":
+            far["score"] = (far["chance"] - far["value"]) / far["chance"]
+        else:
+            far["score"] = (far["value"] - far["chance"]) / (1 - far["chance"])
+        rows.append(far)
+    return pd.concat(rows)
+
+
+def cnn_behind(dist: pd.DataFrame) -> dict:
+    claim = "A plain CNN falls behind on long distances"
+    rule = ("per seed, the score (0 = chance, 1 = perfect) averaged over the longer half of every probe's distances; "
+            f"cnn minus each other encoder, {DIFF_RULE}: holds if cnn is below both, does not hold if above either")
+    if dist.empty or CNN not in set(dist["encoder"]) or len(set(dist["encoder"])) < 2:
+        return _row(claim, MISSING, "needs distance records of the cnn and another encoder", rule, "")
+    scored = _normalised_far(dist)
+    per_seed = scored.groupby(["encoder", "seed"])["score"].mean()
+    cnn = per_seed.loc[CNN].tolist()
+    diffs = {e: welch_diff(cnn, per_seed.loc[e].tolist()) for e in set(dist["encoder"]) - {CNN}}
+    verdict = (HOLDS if all(d.high < 0 for d in diffs.values()) else
+               FAILS if any(d.low > 0 for d in diffs.values()) else UNSURE)  # fmt: skip
+    rf = dist[dist["encoder"] == CNN]["receptive_field"].iloc[0]
+    evidence = (f"mean long-distance score: " + ", ".join(f"{e} {per_seed.loc[e].mean():.3f}" for e in sorted(per_seed.index.levels[0]))
+                + "; cnn minus " + "; ".join(f"{e}: {d}" for e, d in sorted(diffs.items())))  # fmt: skip
+    conditions = f"probes {', '.join(sorted(set(dist['probe'])))}; cnn receptive field {int(rf)} tokens"
+    return _row(claim, verdict, evidence, rule, conditions)
+
+
+def task_order(acc: pd.DataFrame) -> dict:
+    claim = "Task accuracy Transformer > CNN > RNN"
+    rule = (f"per task, transformer minus cnn and cnn minus lstm on the test metric, {DIFF_RULE}: holds if both are "
+            "positive on every task, does not hold if either is negative on some task")
+    if acc.empty or not {RNN, CNN, TRANSFORMER} <= set(acc["encoder"]):
+        return _row(claim, MISSING, "needs accuracy records of lstm, cnn and transformer", rule, "")
+    statuses, evidence = [], []
+    for task, part in acc.groupby("task", sort=False):
+        seeds = {e: part[part["encoder"] == e]["value"].tolist() for e in (TRANSFORMER, CNN, RNN)}
+        if not all(seeds.values()):
+            continue
+        pairs = [welch_diff(seeds[TRANSFORMER], seeds[CNN]), welch_diff(seeds[CNN], seeds[RNN])]
+        statuses.append("reversed" if any(d.high < 0 for d in pairs) else "holds" if all(d.low > 0 for d in pairs) else "unclear")
+        ranking = part.groupby("encoder")["value"].mean().sort_values(ascending=False)
+        evidence.append(f"{task}: {' > '.join(ranking.index)} ({statuses[-1]})")
+    verdict = FAILS if "reversed" in statuses else HOLDS if statuses and all(s == "holds" for s in statuses) else UNSURE
+    conditions = (f"{acc['seed'].nunique()} seeds; encoder parameters "
+                  + ", ".join(f"{e} {int(p):,}" for e, p in acc.groupby("encoder")["encoder_params"].median().items()))
+    return _row(claim, verdict, "; ".join(evidence), rule, conditions)
+
+
+def all_claims(speed: pd.DataFrame, dist: pd.DataFrame, acc: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for mode in ("infer", "train"):
+        rows.append(speed_order(speed, [TRANSFORMER, CNN, RNN], "Transformer > CNN > RNN, parameter-matched", mode))
+        rows.append(speed_order(speed, ["transformer_base", CNN, "transformer_big", RNN],
+                                "Transformer-Base > CNN > Transformer-Big > RNN", mode))  # fmt: skip
+        rows.append(rnn_slowdown(speed, mode))
+    rows += [agreement_beyond(dist), cnn_behind(dist), task_order(acc)]
+    return pd.DataFrame(rows)

@@ -1,0 +1,146 @@
+"""The report's figures: seaborn, one palette and one encoder order for every figure.
+
+String columns used for hue/style/col are cast to ``object`` first: seaborn
+0.13.2 mis-orders categorical and string-array hues under pandas 3
+(seaborn #3893, #3922), so legends could silently stop matching the data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from bench.report.stats import mean_ci  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def palette(order: list[str]) -> dict[str, tuple]:
+    colors = sns.color_palette("colorblind", max(10, len(order)))
+    return {name: colors[i] for i, name in enumerate(order)}
+
+
+def _objects(frame: pd.DataFrame, *columns) -> pd.DataFrame:
+    frame = frame.copy()
+    for c in columns:
+        frame[c] = frame[c].astype(object)
+    return frame
+
+
+def save(fig, out_dir: Path, name: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "svg"):
+        fig.savefig(out_dir / f"{name}.{ext}", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out_dir / f"{name}.png"
+
+
+def speed_lines(speed: pd.DataFrame, value_columns: dict[str, str], ylabel: str, order, log_y=True):
+    """tokens/s (or memory, MFU) against T: one panel per mode, hue = encoder, style = dtype."""
+    long = speed.melt(id_vars=["encoder", "dtype", "T"], value_vars=[c for c in value_columns if c in speed],
+                      var_name="mode", value_name="value").dropna(subset=["value"])  # fmt: skip
+    long["mode"] = long["mode"].map(value_columns)
+    long = _objects(long, "encoder", "dtype", "mode")
+    present = [e for e in order if e in set(long["encoder"])]
+    grid = sns.relplot(data=long, x="T", y="value", hue="encoder", hue_order=present, style="dtype",
+                       col="mode", kind="line", marker="o", palette=palette(order), height=3.6, aspect=1.15,
+                       facet_kws={"sharey": False})  # fmt: skip
+    for ax in grid.axes.flat:
+        ax.set_xscale("log", base=2)
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_xlabel("sequence length T (tokens)")
+    grid.set_ylabels(ylabel)
+    grid.set_titles("{col_name}")
+    return grid.figure
+
+
+def distance_curves(dist: pd.DataFrame, order) -> plt.Figure:
+    """Metric against distance per probe: mean over seeds with a 95% t band; chance dashed."""
+    probes = list(dict.fromkeys(dist["probe"]))
+    cols = min(3, len(probes))
+    rows = -(-len(probes) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.4 * rows), squeeze=False)
+    colors = palette(order)
+    for ax, probe in zip(axes.flat, probes):
+        part = dist[dist["probe"] == probe]
+        for encoder in [e for e in order if e in set(part["encoder"])]:
+            rows_e = part[part["encoder"] == encoder]
+            summary = [(d, mean_ci(g["value"])) for d, g in rows_e.groupby("distance")]
+            xs = [d for d, _ in summary]
+            ax.plot(xs, [ci.estimate for _, ci in summary], marker="o", color=colors[encoder], label=encoder)
+            low, high = [ci.low for _, ci in summary], [ci.high for _, ci in summary]
+            top = np.inf if part["metric"].iloc[0] == "mse" else 1.0  # bands clipped to what the metric can reach
+            low, high = np.clip(low, 0.0, top), np.clip(high, 0.0, top)
+            if not np.all(np.isnan(low)):
+                ax.fill_between(xs, low, high, color=colors[encoder], alpha=0.18, linewidth=0)
+        chance = part.groupby("distance")["chance"].mean()
+        ax.plot(chance.index, chance.values, linestyle="--", color="grey", label="chance / trivial")
+        metric = part["metric"].iloc[0]
+        ax.set_xscale("log", base=2)
+        ax.set_title(probe)
+        ax.set_xlabel("distance d (tokens)")
+        ax.set_ylabel("test MSE (lower is better)" if metric == "mse" else "test accuracy")
+    for ax in list(axes.flat)[len(probes) :]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.04))
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_points(acc: pd.DataFrame, order) -> plt.Figure:
+    """Test metric per task: mean over seeds with 95% t error bars; the baseline dashed."""
+    tasks = list(dict.fromkeys(acc["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.6), squeeze=False)
+    colors = palette(order)
+    for ax, task in zip(axes.flat, tasks):
+        part = acc[acc["task"] == task]
+        present = [e for e in order if e in set(part["encoder"])]
+        for i, encoder in enumerate(present):
+            ci = mean_ci(part[part["encoder"] == encoder]["value"])
+            err = None if np.isnan(ci.low) else [[ci.estimate - ci.low], [ci.high - ci.estimate]]
+            ax.errorbar([i], [ci.estimate], yerr=err, fmt="o", color=colors[encoder], capsize=4, markersize=7,
+                        label=encoder)  # fmt: skip
+        ax.axhline(part["baseline"].mean(), linestyle="--", color="grey", label="baseline")
+        ax.set_xticks(range(len(present)), present, rotation=30)
+        ax.set_xlim(-0.6, len(present) - 0.4)
+        kind = part["type"].iloc[0]
+        ax.set_title(task if task == kind else f"{task} ({kind})")
+        ax.set_ylabel(f"test {part['metric'].iloc[0]}")
+    fig.tight_layout()
+    return fig
+
+
+def pareto(acc: pd.DataFrame, order) -> plt.Figure:
+    """Test metric against training throughput per task; the non-dominated encoders joined."""
+    tasks = list(dict.fromkeys(acc["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.4), squeeze=False)
+    colors = palette(order)
+    for ax, task in zip(axes.flat, tasks):
+        part = acc[acc["task"] == task].groupby("encoder")[["train_tokens_per_s", "value"]].mean()
+        for encoder in [e for e in order if e in part.index]:
+            ax.scatter(part.loc[encoder, "train_tokens_per_s"], part.loc[encoder, "value"], color=colors[encoder],
+                       s=60, label=encoder)  # fmt: skip
+        ranked = part.sort_values("train_tokens_per_s", ascending=False)
+        front, best = [], -np.inf
+        for encoder, row in ranked.iterrows():
+            if row["value"] > best:
+                front.append(encoder)
+                best = row["value"]
+        ax.plot(part.loc[front, "train_tokens_per_s"], part.loc[front, "value"], color="grey", linewidth=1, zorder=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("training throughput (tokens/s)")
+        ax.set_ylabel(f"test {acc[acc['task'] == task]['metric'].iloc[0]}")
+        ax.set_title(task)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.08))
+    fig.tight_layout()
+    return fig

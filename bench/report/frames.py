@@ -1,0 +1,125 @@
+"""Tidy tables from stored records: the only input of the report."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+FAMILY_ORDER = ["lstm", "cnn", "transformer", "transformer_base", "transformer_big"]
+
+
+def encoder_order(names) -> list[str]:
+    """One order for every table and figure: the known families first, others alphabetically."""
+    names = set(names)
+    return [n for n in FAMILY_ORDER if n in names] + sorted(names - set(FAMILY_ORDER))
+
+
+def _metrics(record) -> dict:
+    return {(m.get("setting"), m["metric"]): m["value"] for m in record["metrics"]}
+
+
+def _ok(records: pd.DataFrame, suite: str) -> pd.DataFrame:
+    return records[(records["suite"] == suite) & (records["status"] == "ok")]
+
+
+def speed(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per throughput measurement: encoder, dtype, T, B, the metrics, and the timed calls."""
+    rows = []
+    for _, r in _ok(records, "speed").iterrows():
+        if r["task"] != "throughput":
+            continue
+        info = r["info"]
+        row = {"encoder": r["encoder"], "dtype": info["dtype"], "T": int(info["T"]), "B": int(info["B"]),
+               "params": info.get("params"), "device": r["env"].get("device_name"),
+               "infer_times_s": info.get("infer_times_s"), "train_times_s": info.get("train_times_s")}  # fmt: skip
+        row.update({metric: value for (_, metric), value in _metrics(r).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def latency(records: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in _ok(records, "speed").iterrows():
+        if r["task"] == "latency":
+            m = _metrics(r)
+            T = r["info"]["T"]
+            rows.append({"encoder": r["encoder"], "dtype": r["info"]["dtype"], "T": int(T),
+                         "p50_ms": m[(T, "p50_ms")], "p90_ms": m[(T, "p90_ms")]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def scaling(records: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in _ok(records, "speed").iterrows():
+        if r["task"] == "scaling":
+            for m in r["metrics"]:
+                rows.append({"encoder": r["encoder"], "dtype": r["info"]["dtype"], "measure": m["metric"],
+                             "exponent": m["value"], "fitted on T": m["setting"]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def gemm(records: pd.DataFrame) -> pd.DataFrame:
+    rows = [{"encoder": r["encoder"], "dtype": r["info"]["dtype"], "GFLOP/s": r["metrics"][0]["value"] / 1e9}
+            for _, r in _ok(records, "speed").iterrows() if r["task"] == "gemm_peak"]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def distance(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per (probe, encoder, seed, distance): the metric, chance and gradient reach."""
+    rows = []
+    for _, r in _ok(records, "distance").iterrows():
+        info, m = r["info"], _metrics(r)
+        metric = info["metric"]
+        for d in info["distances"]:
+            if (d, metric) not in m:
+                continue
+            rows.append({"probe": r["task"], "encoder": r["encoder"], "seed": r["seed"], "distance": int(d),
+                         "metric": metric, "value": m[(d, metric)], "chance": m.get((d, "chance")),
+                         "grad_reach": m.get((d, "grad_reach")), "receptive_field": info.get("receptive_field"),
+                         "effective_distance": m.get(("all", "effective_distance")),
+                         "encoder_params": info.get("encoder_params")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def accuracy(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per (task, encoder, seed): the selection metric on test, its baseline, and cost."""
+    rows = []
+    for _, r in _ok(records, "accuracy").iterrows():
+        info, m = r["info"], _metrics(r)
+        metric = info["selection_metric"]
+        row = {"task": r["task"], "type": info["type"], "encoder": r["encoder"], "seed": r["seed"],
+               "metric": metric, "value": m.get(("test", metric)), "baseline": m.get(("test", f"baseline_{metric}")),
+               "validation": m.get(("validation", metric)), "train_tokens_per_s": info.get("train_tokens_per_s"),
+               "encoder_params": info.get("encoder_params"), "params": info.get("params"),
+               "train_s": info.get("train_s"), "steps": info.get("steps"), "source": info.get("source")}  # fmt: skip
+        for (setting, name), value in m.items():
+            if setting == "test" and not name.startswith("baseline_") and name != metric:
+                row[name] = value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def failures(records: pd.DataFrame) -> pd.DataFrame:
+    failed = records[records["status"] != "ok"]
+    return failed[["suite", "encoder", "task", "seed", "reason"]].reset_index(drop=True)
+
+
+def environment(records: pd.DataFrame) -> dict:
+    """What the records were measured on; several values where they differ."""
+    envs = [e for e in records["env"] if isinstance(e, dict)]
+
+    def values(get):
+        return sorted({str(v) for v in (get(e) for e in envs) if v not in (None, "")})
+
+    return {
+        "device": values(lambda e: f"{e.get('device')}: {e.get('device_name')}"),
+        "matrix units": values(lambda e: ", ".join(e.get("matrix_units") or []) or "none detected"),
+        "threads": values(lambda e: e.get("threads")),
+        "torch": values(lambda e: e.get("versions", {}).get("torch")),
+        "python": values(lambda e: e.get("versions", {}).get("python")),
+        "libraries": values(lambda e: ", ".join(f"{k} {v}" for k, v in sorted(e.get("versions", {}).items())
+                                                 if k not in ("torch", "python"))),  # fmt: skip
+        "git commit": values(lambda e: f"{(e.get('git_commit') or 'unknown')[:10]}{' (dirty)' if e.get('git_dirty') else ''}"),
+        "host": values(lambda e: e.get("hostname")),
+        "command": values(lambda e: e.get("command")),
+        "measured": [f"{records['started'].min()} to {records['ended'].max()}"] if len(records) else [],
+    }

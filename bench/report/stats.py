@@ -1,0 +1,72 @@
+"""Small-sample statistics for the report: t intervals over seeds, bootstrap ratios of medians.
+
+Rules used for verdicts, stated once here and in the report: a difference of
+means over seeds is significant when its 95% Welch t interval excludes 0; a
+speed ratio is significant when the 95% bootstrap interval of the ratio of
+median times (resampling each side's timed calls) excludes 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+LEVEL = 0.95
+
+
+@dataclass
+class Interval:
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+    def excludes(self, value: float) -> bool:
+        return bool(not math.isnan(self.low) and (self.low > value or self.high < value))
+
+    def __str__(self) -> str:
+        if math.isnan(self.low):
+            return f"{self.estimate:.3g} (n={self.n}, no interval)"
+        return f"{self.estimate:.3g} [{self.low:.3g}, {self.high:.3g}]"
+
+
+def mean_ci(values) -> Interval:
+    """Mean and its 95% t interval; no interval for fewer than two values."""
+    x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if len(x) == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    if len(x) < 2:
+        return Interval(float(x.mean()), math.nan, math.nan, 1)
+    half = stats.t.ppf((1 + LEVEL) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return Interval(float(x.mean()), float(x.mean() - half), float(x.mean() + half), len(x))
+
+
+def welch_diff(a, b) -> Interval:
+    """mean(a) - mean(b) with its 95% Welch t interval."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
+    if len(a) < 2 or len(b) < 2:
+        return Interval(diff, math.nan, math.nan, min(len(a), len(b)))
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Interval(diff, diff, diff, min(len(a), len(b)))
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf((1 + LEVEL) / 2, df) * se
+    return Interval(diff, diff - half, diff + half, min(len(a), len(b)))
+
+
+def ratio_of_medians(times_a, times_b, n_boot: int = 2000, seed: int = 0) -> Interval:
+    """median(b) / median(a) (how many times faster a is than b) with a 95% bootstrap interval."""
+    a, b = np.asarray(times_a, dtype=float), np.asarray(times_b, dtype=float)
+    estimate = float(np.median(b) / np.median(a))
+    if len(a) < 2 or len(b) < 2:
+        return Interval(estimate, math.nan, math.nan, min(len(a), len(b)))
+    rng = np.random.default_rng(seed)
+    ra = np.median(rng.choice(a, (n_boot, len(a))), axis=1)
+    rb = np.median(rng.choice(b, (n_boot, len(b))), axis=1)
+    low, high = np.quantile(rb / ra, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return Interval(estimate, float(low), float(high), min(len(a), len(b)))

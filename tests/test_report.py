@@ -1,0 +1,151 @@
+"""The report: built from records alone, its tables match them, every claim gets a verdict."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.records import Record, write_record
+from bench.report import build_report, claims, figures, frames
+from bench.report.stats import mean_ci, ratio_of_medians, welch_diff
+
+ENV = {"device": "cpu", "device_name": "Test CPU", "threads": 2, "versions": {"torch": "2.13.0", "python": "3.11"},
+       "git_commit": "abc", "git_dirty": False, "command": "python -m bench"}  # fmt: skip
+SPEED = {"lstm": 1.0, "cnn": 2.0, "transformer": 1.5}  # tokens/s scale per encoder
+
+
+def speed_record(encoder, T, factor):
+    times = list(np.random.default_rng(T).normal(1.0 / factor, 0.01 / factor, 7))
+    tok = 32 * T / np.median(times)
+    metrics = [{"setting": T, "metric": "infer_tokens_per_s", "value": tok},
+               {"setting": T, "metric": "train_tokens_per_s", "value": tok / 3},
+               {"setting": T, "metric": "infer_mfu", "value": 0.5}, {"setting": T, "metric": "infer_peak_mb", "value": T / 8}]
+    info = {"dtype": "fp32", "T": T, "B": 32, "params": 1000, "infer_times_s": times,
+            "train_times_s": [3 * t for t in times]}  # fmt: skip
+    return Record(key=f"speed-{encoder}-{T}", suite="speed", encoder=encoder, task="throughput", seed=None,
+                  status="ok", metrics=metrics, info=info, env=ENV)  # fmt: skip
+
+
+def distance_record(encoder, seed, accuracy_far):
+    distances = [4, 8, 16, 32]
+    metrics = []
+    for d in distances:
+        value = 0.95 if d <= 13 else accuracy_far + 0.01 * seed
+        metrics += [{"setting": d, "metric": "accuracy", "value": value}, {"setting": d, "metric": "chance", "value": 0.5}]
+    metrics.append({"setting": "all", "metric": "effective_distance", "value": 8})
+    info = {"metric": "accuracy", "distances": distances, "receptive_field": 31 if encoder == "cnn" else None,
+            "encoder_params": 1000}  # fmt: skip
+    return Record(key=f"dist-{encoder}-{seed}", suite="distance", encoder=encoder, task="agreement", seed=seed,
+                  status="ok", metrics=metrics, info=info, env=ENV)  # fmt: skip
+
+
+def accuracy_record(encoder, task, seed, value):
+    metrics = [{"setting": "test", "metric": "accuracy", "value": value},
+               {"setting": "test", "metric": "baseline_accuracy", "value": 0.33}]  # fmt: skip
+    info = {"type": "classification", "selection_metric": "accuracy", "train_tokens_per_s": 1000.0 * SPEED[encoder],
+            "encoder_params": 1000, "params": 2000}  # fmt: skip
+    return Record(key=f"acc-{encoder}-{task}-{seed}", suite="accuracy", encoder=encoder, task=task, seed=seed,
+                  status="ok", metrics=metrics, info=info, env=ENV)  # fmt: skip
+
+
+@pytest.fixture
+def results(tmp_path):
+    for encoder, factor in SPEED.items():
+        for T in (32, 128):
+            write_record(tmp_path / f"model={encoder}", speed_record(encoder, T, factor))
+        for seed in range(3):
+            far = {"lstm": 0.9, "cnn": 0.5, "transformer": 0.6}[encoder]
+            write_record(tmp_path / f"model={encoder}", distance_record(encoder, seed, far))
+            for task, base in (("sent", 0.7), ("nli", 0.6)):
+                value = base + {"lstm": 0.0, "cnn": 0.05, "transformer": 0.1}[encoder] + 0.005 * seed
+                write_record(tmp_path / f"model={encoder}", accuracy_record(encoder, task, seed, value))
+    write_record(tmp_path / "model=cnn", Record(key="broken", suite="accuracy", encoder="cnn", task="sent", seed=9,
+                                                status="failed", reason="RuntimeError: it broke", env=ENV))  # fmt: skip
+    return tmp_path
+
+
+def test_report_files_are_written_and_the_html_is_self_contained(results):
+    paths = build_report(results)
+    page = paths["html"].read_text()
+    assert "data:image/png;base64," in page and not re.search(r'src="(?!data:)', page)
+    for name in ("speed_throughput", "speed_memory", "distance", "accuracy", "pareto"):
+        assert (paths["figures"] / f"{name}.png").exists() and (paths["figures"] / f"{name}.svg").exists()
+
+
+def test_tables_match_the_records_they_came_from(results):
+    text = build_report(results)["md"].read_text()
+    tok = round(32 * 128 / np.median(speed_record("cnn", 128, 2.0).info["infer_times_s"]))
+    assert re.search(rf"\| cnn \| fp32 \| [^\n]*\b{tok:.4g}\b", text.replace(",", "")), "cnn T=128 throughput missing"
+    acc = frames.accuracy(__import__("bench.records", fromlist=["x"]).load_records(results))
+    mean = acc[(acc.encoder == "transformer") & (acc.task == "sent")]["value"].mean()
+    assert f"{mean:.3g} [" in text
+
+
+def test_every_claim_row_has_a_verdict_and_its_evidence(results):
+    table = pd.read_csv(build_report(results)["claims"])
+    assert len(table) >= 9
+    assert set(table["verdict"]) <= {"holds", "does not hold", "inconclusive", "missing data"}
+    assert table["evidence"].fillna("").str.len().gt(10).all() and table["rule"].str.len().gt(10).all()
+
+
+def test_verdicts_follow_the_data(results):
+    table = pd.read_csv(build_report(results)["claims"]).set_index("claim")
+    row = lambda text: table[table.index.str.contains(text, regex=False)].iloc[0]  # noqa: E731
+    assert row("weaker than the RNN on agreement")["verdict"] == "holds"  # lstm 0.9 vs transformer 0.6 beyond 13
+    assert row("CNN falls behind")["verdict"] == "holds"  # cnn 0.5 below both
+    assert row("Task accuracy Transformer > CNN > RNN")["verdict"] == "holds"  # 0.1 > 0.05 > 0.0 on both tasks, tight seeds
+    assert row("Speed order Transformer > CNN > RNN, parameter-matched (inference")["verdict"] == "does not hold"
+    assert row("Transformer-Base")["verdict"] == "missing data"
+
+
+def test_failed_runs_are_listed_as_failed(results):
+    assert "RuntimeError: it broke" in build_report(results)["md"].read_text()
+
+
+def test_a_single_encoder_folder_still_reports(tmp_path):
+    write_record(tmp_path, speed_record("lstm", 32, 1.0))
+    paths = build_report(tmp_path)
+    assert "missing data" in paths["md"].read_text()
+
+
+def test_an_empty_folder_still_reports(tmp_path):
+    assert build_report(tmp_path)["html"].exists()
+
+
+def test_legend_order_matches_the_encoder_order(results):
+    from bench.records import load_records
+
+    speed = frames.speed(load_records(results))
+    order = frames.encoder_order(speed["encoder"])
+    fig = figures.speed_lines(speed, {"infer_tokens_per_s": "inference"}, "tokens/s", order)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[1 : 1 + len(order)] == order == ["lstm", "cnn", "transformer"]
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    colors = figures.palette(order)
+    # the lstm line really carries the lstm data (slowest), not another encoder's
+    lstm_y = fig.axes[0].get_lines()[0].get_ydata()
+    assert np.allclose(sorted(lstm_y), sorted(speed[speed.encoder == "lstm"]["infer_tokens_per_s"]), rtol=1e-6)
+    assert tuple(fig.axes[0].get_lines()[0].get_color()[:3]) == pytest.approx(colors["lstm"][:3]) or lines
+
+
+def test_mean_ci_matches_the_t_interval_by_hand():
+    ci = mean_ci([1.0, 2.0, 3.0])
+    assert ci.estimate == 2.0 and ci.high - 2.0 == pytest.approx(4.302653 / 3**0.5, rel=1e-5)
+    assert np.isnan(mean_ci([1.0]).low)
+
+
+def test_welch_difference_separates_clearly_different_groups():
+    assert welch_diff([0.9, 0.91, 0.92], [0.5, 0.51, 0.52]).low > 0
+    assert not welch_diff([0.5, 0.9, 0.1], [0.5, 0.2, 0.8]).excludes(0)
+
+
+def test_ratio_of_medians_is_how_many_times_faster():
+    ci = ratio_of_medians([1.0, 1.01, 0.99, 1.0], [2.0, 2.02, 1.98, 2.0])
+    assert ci.estimate == pytest.approx(2.0) and ci.low > 1.9
+
+
+def test_claims_with_no_data_say_so():
+    empty = pd.DataFrame()
+    table = claims.all_claims(empty, empty, empty)
+    assert (table["verdict"] == "missing data").all()
