@@ -76,7 +76,7 @@ def compose_error(compose, *overrides) -> str:
         (["speed.seq_lens=[0,32]"], ["speed.seq_lens", "at least 1"]),
         (["speed.dtypes=[fp64]"], ["speed.dtypes", "fp32"]),
         (["device=tpu"], ["device=tpu", "cpu"]),
-        (["model=lstm", "model.n_heads=4"], ["model.n_heads", "model=transformer"]),
+        (["model=lstm", "model.n_heads=4"], ["model.n_heads=4", "not a setting of the lstm encoder"]),
         (["seed=x"], ["seed", "integer"]),
     ],
 )
