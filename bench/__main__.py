@@ -28,6 +28,9 @@ def job(cfg: DictConfig) -> dict:
 
 def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # errors reach us, and we tell them in one sentence
+    from bench.timing import tune_malloc
+
+    tune_malloc()
     register()
     try:
         job()

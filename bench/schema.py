@@ -31,11 +31,12 @@ def _range(lo=None, hi=None, choices=None) -> dict:
 class SpeedConfig:
     seq_lens: List[int] = field(default_factory=lambda: [32, 64, 128, 256, 512, 1024], metadata=_range(1))
     batch_size: int = field(default=32, metadata=_range(1))
+    max_tokens: int = field(default=8192, metadata=_range(1))  # the batch shrinks at long T to hold at most this
     latency_seq_lens: List[int] = field(default_factory=lambda: [128, 512], metadata=_range(1))
     dtypes: List[str] = field(default_factory=lambda: ["fp32", "bf16"], metadata=_range(choices=["fp32", "bf16", "fp16"]))
     train: bool = True
     memory: bool = True
-    min_run_time: float = field(default=0.5, metadata=_range(0.0))
+    min_run_time: float = field(default=0.3, metadata=_range(0.0))
     compile: bool = False
     vocab_size: int = field(default=8000, metadata=_range(2))
 

@@ -11,25 +11,15 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 import torch
 from omegaconf import DictConfig
 
-import models
 from bench.env import supports_bf16
 from bench.records import iter_records
 from bench.runner import Context, Unit
 from bench.schema import model_kwargs
-from bench.timing import (
-    autocast,
-    can_measure_cpu_memory,
-    forward_flops,
-    gemm_peak,
-    in_fresh_process,
-    memory_child,
-    time_calls,
-)
+from bench.timing import Timing, can_measure_cpu_memory, gemm_peak, in_fresh_process, measure_config
 
 log = logging.getLogger("bench")
 
@@ -53,42 +43,15 @@ def units(cfg: DictConfig) -> list[Unit]:
 
     chosen = dtypes(cfg, resolve_device(cfg.device))
     out = [Unit("gemm_peak", params={"dtype": d}) for d in chosen]
-    B = cfg.speed.batch_size
-    out += [Unit("throughput", params={"dtype": d, "T": T, "B": B}) for d in chosen for T in cfg.speed.seq_lens]
+    out += [Unit("throughput", params={"dtype": d, "T": T, "B": batch_for(cfg, T)}) for d in chosen for T in cfg.speed.seq_lens]
     out += [Unit("latency", params={"dtype": d, "T": T, "B": 1}) for d in chosen for T in cfg.speed.latency_seq_lens]
     out += [Unit("scaling", params={"dtype": d}, always=True) for d in chosen]
     return out
 
 
-class Measure:
-    """An encoder, its inputs and its optimiser, built once and timed many times."""
-
-    def __init__(self, build: dict, device: torch.device, batch: int, seq_len: int, compile: bool = False):
-        self.build, self.device = build, device
-        self.encoder = models.build_encoder(**build).to(device)
-        self.x = torch.randn(batch, seq_len, self.encoder.d_model, device=device)
-        self.mask = torch.ones(batch, seq_len, dtype=torch.bool, device=device)
-        self.opt = torch.optim.AdamW(self.encoder.parameters(), lr=1e-4)
-        self.model = self.encoder
-        self.compile_s = None
-        if compile:
-            t0 = time.perf_counter()
-            self.model = torch.compile(self.encoder)
-            self.infer("fp32")
-            self.compile_s = time.perf_counter() - t0
-
-    def infer(self, dtype: str):
-        self.model.eval()
-        with torch.no_grad(), autocast(self.device, dtype):
-            return self.model(self.x, self.mask)
-
-    def train_step(self, dtype: str) -> None:
-        self.model.train()
-        with autocast(self.device, dtype):
-            loss = self.model(self.x, self.mask).float().pow(2).mean()
-        loss.backward()
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
+def batch_for(cfg, seq_len: int) -> int:
+    """speed.batch_size, capped so that a batch holds at most speed.max_tokens tokens."""
+    return max(1, min(cfg.speed.batch_size, cfg.speed.max_tokens // seq_len))
 
 
 def _peak(ctx: Context, dtype: str) -> float:
@@ -99,6 +62,22 @@ def _peak(ctx: Context, dtype: str) -> float:
     return ctx.cache[key]
 
 
+def _measure(ctx: Context, **kwargs) -> dict:
+    """measure_config in a fresh process on the CPU; in this process on CUDA, whose allocator
+    peak is reset per configuration."""
+    speed = ctx.cfg.speed
+    args = dict(build=model_kwargs(ctx.cfg.model), device=ctx.device.type, threads=ctx.threads,
+                min_run_time=speed.min_run_time, compile=speed.compile, **kwargs)  # fmt: skip
+    if ctx.device.type == "cpu":
+        args["memory"] = args["memory"] and can_measure_cpu_memory()
+        return in_fresh_process(_call, args)
+    return measure_config(**args)
+
+
+def _call(kwargs: dict) -> dict:
+    return measure_config(**kwargs)
+
+
 def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
     kind, p = unit.task, unit.params
     if kind == "gemm_peak":
@@ -106,19 +85,17 @@ def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
         return [{"setting": p["dtype"], "metric": "gemm_peak_flops", "value": peak}], {"dtype": p["dtype"]}
     if kind == "scaling":
         return _scaling(ctx, p["dtype"])
-    speed = ctx.cfg.speed
-    measure = Measure(model_kwargs(ctx.cfg.model), ctx.device, p["B"], p["T"], speed.compile)
-    tokens = p["B"] * p["T"]
-    info = {**p, "params": models.count_parameters(measure.encoder), "d_model": measure.encoder.d_model,
-            "threads": ctx.threads, "compile_s": measure.compile_s}  # fmt: skip
+    T, B, dtype = p["T"], p["B"], p["dtype"]
     if kind == "latency":
-        t = time_calls(lambda: measure.infer(p["dtype"]), ctx.device, speed.min_run_time, min_repeats=20)
-        info["times_s"] = t.times
+        m = _measure(ctx, dtype=dtype, batch=1, seq_len=T, train=False, memory=False, min_repeats=20)
+        t = Timing(m["infer_times"])
+        info = {**p, "params": m["params"], "d_model": m["d_model"], "threads": ctx.threads, "times_s": t.times}
         rows = {"p50_ms": 1e3 * t.quantile(0.5), "p90_ms": 1e3 * t.quantile(0.9)}
-        return [{"setting": p["T"], "metric": k, "value": v} for k, v in rows.items()], info
-    peak = _peak(ctx, p["dtype"])
-    flops = forward_flops(measure.encoder, p["T"], ctx.device) * p["B"]
-    t_inf = time_calls(lambda: measure.infer(p["dtype"]), ctx.device, speed.min_run_time, min_repeats=3)
+        return [{"setting": T, "metric": k, "value": v} for k, v in rows.items()], info
+    peak = _peak(ctx, dtype)
+    m = _measure(ctx, dtype=dtype, batch=B, seq_len=T, train=ctx.cfg.speed.train, memory=ctx.cfg.speed.memory)
+    tokens, flops = B * T, m["flops"]
+    t_inf = Timing(m["infer_times"])
     rows = {
         "infer_tokens_per_s": tokens / t_inf.median,
         "infer_ms": 1e3 * t_inf.median,
@@ -127,34 +104,18 @@ def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
         "infer_flops_per_s": flops / t_inf.median,
         "infer_mfu": flops / t_inf.median / peak,
     }
-    info.update(gemm_peak_flops=peak, infer_times_s=t_inf.times)
-    if speed.train:
-        t_tr = time_calls(lambda: measure.train_step(p["dtype"]), ctx.device, speed.min_run_time, min_repeats=3, warmup=1)
+    if "train_times" in m:
+        t_tr = Timing(m["train_times"])
         rows.update(
             train_tokens_per_s=tokens / t_tr.median,
             train_ms=1e3 * t_tr.median,
             train_iqr_ms=1e3 * t_tr.iqr,
             train_mfu=3 * flops / t_tr.median / peak,  # backward ~ 2x forward
         )
-        info["train_times_s"] = t_tr.times
-    rows.update(_memory(ctx, measure, p))
-    return [{"setting": p["T"], "metric": k, "value": v} for k, v in rows.items()], info
-
-
-def _memory(ctx: Context, measure: Measure, p: dict) -> dict:
-    if not ctx.cfg.speed.memory:
-        return {}
-    if ctx.device.type == "cpu":
-        if not can_measure_cpu_memory():
-            return {}
-        return in_fresh_process(memory_child, measure.build, p["B"], p["T"], p["dtype"], ctx.cfg.speed.train, ctx.threads)
-    from bench.timing import peak_memory_mb
-
-    out: dict = {}
-    del measure.opt
-    with peak_memory_mb(ctx.device, out, "infer_peak_mb"):
-        measure.infer(p["dtype"])
-    return out
+    rows.update({k: m[k] for k in ("infer_peak_mb", "train_peak_mb") if k in m})
+    info = {**p, "params": m["params"], "d_model": m["d_model"], "threads": ctx.threads, "compile_s": m["compile_s"],
+            "gemm_peak_flops": peak, "infer_times_s": m["infer_times"], "train_times_s": m.get("train_times")}  # fmt: skip
+    return [{"setting": T, "metric": k, "value": v} for k, v in rows.items()], info
 
 
 def fit_exponent(seq_lens: list[int], seconds: list[float]) -> float:

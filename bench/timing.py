@@ -67,7 +67,7 @@ def time_calls(fn, device: torch.device, min_run_time: float = 0.5, min_repeats:
     return Timing(times)
 
 
-GEMM_SHAPES = ((4096, 256, 1024), (4096, 1024, 1024), (16384, 512, 2048))
+GEMM_SHAPES = ((4096, 256, 1024), (4096, 1024, 1024), (2048, 2048, 2048), (16384, 512, 2048))
 
 
 def gemm_peak(device: torch.device, dtype: str, min_run_time: float = 0.3) -> float:
@@ -142,33 +142,85 @@ def peak_memory_mb(device: torch.device, result: dict, key: str):
         result[key] = _rss_mb("VmHWM") - base
 
 
-def memory_child(build: dict, batch: int, seq_len: int, dtype: str, train: bool, threads: int) -> dict:
-    """Runs in a fresh process: peak memory of one inference forward and one training step."""
+def measure_config(
+    build: dict,
+    device: str,
+    dtype: str,
+    batch: int,
+    seq_len: int,
+    train: bool,
+    memory: bool,
+    threads: int,
+    min_run_time: float,
+    min_repeats: int = 3,
+    compile: bool = False,
+) -> dict:
+    """Time one configuration: inference calls and, if ``train``, training steps (forward,
+    backward, AdamW). The first call of each doubles as warm-up and as the peak-memory
+    measurement. On the CPU the harness runs this in a fresh process, so no high-water
+    mark or allocator cache carries over from another configuration."""
     import models
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    device = torch.device("cpu")
-    encoder = models.build_encoder(**build)
-    x = torch.randn(batch, seq_len, encoder.d_model)
-    mask = torch.ones(batch, seq_len, dtype=torch.bool)
-    out: dict = {}
+    dev = torch.device(device)
+    encoder = models.build_encoder(**build).to(dev)
+    x = torch.randn(batch, seq_len, encoder.d_model, device=dev)
+    mask = torch.ones(batch, seq_len, dtype=torch.bool, device=dev)
+    out = {"params": models.count_parameters(encoder), "d_model": encoder.d_model,
+           "flops": forward_flops(encoder, seq_len, dev) * batch, "compile_s": None}  # fmt: skip
+    model = encoder
+    if compile:
+        start = time.perf_counter()
+        model = torch.compile(encoder)
+        with torch.no_grad():
+            model(x, mask)
+        synchronize(dev)
+        out["compile_s"] = time.perf_counter() - start
+
+    def infer():
+        with torch.no_grad(), autocast(dev, dtype):
+            model(x, mask)
+
     encoder.eval()
-    with peak_memory_mb(device, out, "infer_peak_mb"), torch.no_grad(), autocast(device, dtype):
-        encoder(x, mask)
+    with peak_memory_mb(dev, out, "infer_peak_mb") if memory else contextlib.nullcontext():
+        infer()
+    out["infer_times"] = time_calls(infer, dev, min_run_time, min_repeats, warmup=1).times
     if train:
-        encoder.train()
         opt = torch.optim.AdamW(encoder.parameters(), lr=1e-4)
-        with peak_memory_mb(device, out, "train_peak_mb"):
-            with autocast(device, dtype):
-                loss = encoder(x, mask).float().pow(2).mean()
+
+        def step():
+            with autocast(dev, dtype):
+                loss = model(x, mask).float().pow(2).mean()
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
+
+        encoder.train()
+        with peak_memory_mb(dev, out, "train_peak_mb") if memory else contextlib.nullcontext():
+            step()  # also creates the optimiser state, part of a training step's memory
+        out["train_times"] = time_calls(step, dev, min_run_time, min_repeats, warmup=0).times
     return out
 
 
 _FORKSERVER = None
+# glibc adapts its mmap and trim thresholds only after a process has freed large blocks, so a
+# fresh process runs its first hundreds of calls with page faults on every activation (measured:
+# the CNN 10% slower than in a warm process). Fixed thresholds make a fresh process as fast.
+_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(256 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
+def tune_malloc() -> None:
+    """Give this process the fixed glibc thresholds above (no-op where glibc is absent)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, int(_MALLOC["MALLOC_MMAP_THRESHOLD_"]))  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, int(_MALLOC["MALLOC_TRIM_THRESHOLD_"]))  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def in_fresh_process(fn, *args):
@@ -178,6 +230,18 @@ def in_fresh_process(fn, *args):
     if _FORKSERVER is None:
         _FORKSERVER = multiprocessing.get_context("forkserver")
         _FORKSERVER.set_forkserver_preload(["torch", "models"])
+        saved = {k: os.environ.get(k) for k in _MALLOC}
+        os.environ.update(_MALLOC)
+        try:
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     with _FORKSERVER.Pool(1, maxtasksperchild=1) as pool:
         return pool.apply(fn, args)
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention import CrossAttention
+from models.chunking import in_row_chunks
 
 NORMS = ("layer", "rms", "none")
 
@@ -47,6 +48,7 @@ class CNNEncoder(nn.Module):
         n_blocks: int = 1,
         norm: str = "layer",
         dropout: float = 0.1,
+        infer_chunk_tokens: int = 16384,
     ):
         super().__init__()
         if d_model < 1:
@@ -61,7 +63,9 @@ class CNNEncoder(nn.Module):
             raise ValueError(f"norm={norm!r} must be one of {', '.join(NORMS)}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout={dropout} must be in [0, 1)")
-        self.d_model, self.causal = d_model, causal
+        if infer_chunk_tokens < 0:
+            raise ValueError(f"infer_chunk_tokens={infer_chunk_tokens} must be >= 0 (0: never chunk)")
+        self.d_model, self.causal, self.infer_chunk_tokens = d_model, causal, infer_chunk_tokens
         schedule = list(dilations) * n_blocks
         self.blocks = nn.ModuleList(
             DilatedBlock(d_model, kernel_size, d, causal, norm, dropout) for d in schedule
@@ -70,6 +74,9 @@ class CNNEncoder(nn.Module):
         self.receptive_field = 1 + sum((kernel_size - 1) * d for d in schedule)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return in_row_chunks(self._encode, x, mask, self.infer_chunk_tokens)
+
+    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         keep = mask[..., None]  # (B, T, 1)
         x = x.masked_fill(~keep, 0.0)
         for block in self.blocks:
@@ -94,7 +101,7 @@ class CNNDecoder(nn.Module):
         schedule = list(dilations) * n_blocks
         self.blocks = nn.ModuleList(DilatedBlock(d_model, kernel_size, d, True, norm, dropout) for d in schedule)
         self.attn_norms = nn.ModuleList(_norm(norm, d_model) for _ in schedule)
-        self.attns = nn.ModuleList(CrossAttention(d_model, 1, dropout) for _ in schedule)
+        self.attns = nn.ModuleList(CrossAttention(d_model, 1) for _ in schedule)  # no attention dropout: fused kernels
         self.norm = _norm(norm, d_model)
 
     def forward(self, y, y_mask, memory, memory_mask):

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from models.attention import CrossAttention
+from models.chunking import in_row_chunks
 
 
 class LSTMEncoder(nn.Module):
@@ -21,6 +22,7 @@ class LSTMEncoder(nn.Module):
         causal: bool = False,
         n_layers: int = 4,
         dropout: float = 0.1,
+        infer_chunk_tokens: int = 16384,
     ):
         super().__init__()
         bidirectional = not causal
@@ -33,7 +35,10 @@ class LSTMEncoder(nn.Module):
             raise ValueError(f"n_layers={n_layers} must be at least 1")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout={dropout} must be in [0, 1)")
+        if infer_chunk_tokens < 0:
+            raise ValueError(f"infer_chunk_tokens={infer_chunk_tokens} must be >= 0 (0: never chunk)")
         self.d_model, self.causal, self.receptive_field = d_model, causal, None
+        self.infer_chunk_tokens = infer_chunk_tokens
         self.lstm = nn.LSTM(
             d_model,
             d_model // 2 if bidirectional else d_model,
@@ -48,6 +53,9 @@ class LSTMEncoder(nn.Module):
         return 1 if causal else 2
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return in_row_chunks(self._encode, x, mask, self.infer_chunk_tokens)
+
+    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if bool(mask.all()):
             return self.lstm(x)[0]
         lengths = mask.sum(1).clamp(min=1).cpu()  # an empty row is run as one pad token, then zeroed

@@ -146,3 +146,14 @@ def test_explicit_width_wins_over_the_default():
 def test_bad_arguments_are_named_in_the_error(name, kw, words):
     with pytest.raises(ValueError, match=words):
         build_encoder(name, **kw)
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_chunked_inference_gives_the_same_outputs(name):
+    enc = make(name, causal=False)
+    x, mask = torch.randn(7, T, D), lengths_to_mask([11, 9, 3, 11, 5, 8, 1], T)
+    with torch.no_grad():
+        whole = enc(x, mask)
+        enc.infer_chunk_tokens = 2 * T  # two rows at a time
+        chunked = enc(x, mask)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.report.stats import Interval, ratio_of_medians, welch_diff
+from bench.report.stats import ratio_of_medians, welch_diff
 
 HOLDS, FAILS, UNSURE, MISSING = "holds", "does not hold", "inconclusive", "missing data"
 RNN, CNN, TRANSFORMER = "lstm", "cnn", "transformer"
@@ -139,7 +139,7 @@ def cnn_behind(dist: pd.DataFrame) -> dict:
     verdict = (HOLDS if all(d.high < 0 for d in diffs.values()) else
                FAILS if any(d.low > 0 for d in diffs.values()) else UNSURE)  # fmt: skip
     rf = dist[dist["encoder"] == CNN]["receptive_field"].iloc[0]
-    evidence = (f"mean long-distance score: " + ", ".join(f"{e} {per_seed.loc[e].mean():.3f}" for e in sorted(per_seed.index.levels[0]))
+    evidence = ("mean long-distance score: " + ", ".join(f"{e} {per_seed.loc[e].mean():.3f}" for e in sorted(per_seed.index.levels[0]))
                 + "; cnn minus " + "; ".join(f"{e}: {d}" for e, d in sorted(diffs.items())))  # fmt: skip
     conditions = f"probes {', '.join(sorted(set(dist['probe'])))}; cnn receptive field {int(rf)} tokens"
     return _row(claim, verdict, evidence, rule, conditions)
