@@ -29,11 +29,11 @@ def _range(lo=None, hi=None, choices=None) -> dict:
 
 @dataclass
 class SpeedConfig:
-    seq_lens: List[int] = field(default_factory=lambda: [32, 64, 128, 256, 512, 1024], metadata=_range(1))
+    seq_lens: Optional[List[int]] = field(default=None, metadata=_range(1))  # null: 32..1024 on a CPU, 32..4096 on a GPU
     batch_size: int = field(default=32, metadata=_range(1))
-    max_tokens: int = field(default=8192, metadata=_range(1))  # the batch shrinks at long T to hold at most this
+    max_tokens: Optional[int] = field(default=None, metadata=_range(1))  # batch capped to this many tokens; null: 8192 on a CPU, none on a GPU
     latency_seq_lens: List[int] = field(default_factory=lambda: [128, 512], metadata=_range(1))
-    dtypes: List[str] = field(default_factory=lambda: ["fp32", "bf16"], metadata=_range(choices=["fp32", "bf16", "fp16"]))
+    dtypes: List[str] = field(default_factory=lambda: ["fp32", "bf16"], metadata=_range(choices=["fp32", "tf32", "bf16", "fp16"]))
     train: bool = True
     memory: bool = True
     min_run_time: float = field(default=0.3, metadata=_range(0.0))

@@ -31,27 +31,40 @@ def dtypes(cfg: DictConfig, device: torch.device) -> list[str]:
     for dtype in cfg.speed.dtypes:
         if dtype == "bf16" and not supports_bf16(device):
             log.info("bf16 skipped: this device has no bf16 support")
-        elif dtype == "fp16" and device.type != "cuda":
-            log.info("fp16 skipped: autocast to fp16 is for CUDA devices")
+        elif dtype in ("fp16", "tf32") and device.type != "cuda":
+            log.info(f"{dtype} skipped: it is for CUDA devices")
         else:
             usable.append(dtype)
     return usable
 
 
+DEFAULT_SEQ_LENS = {"cpu": [32, 64, 128, 256, 512, 1024], "cuda": [32, 64, 128, 256, 512, 1024, 2048, 4096]}
+
+
+def seq_lens(cfg: DictConfig, device: torch.device) -> list[int]:
+    return list(cfg.speed.seq_lens) if cfg.speed.seq_lens else DEFAULT_SEQ_LENS.get(device.type, DEFAULT_SEQ_LENS["cpu"])
+
+
 def units(cfg: DictConfig) -> list[Unit]:
     from bench.env import resolve_device
 
-    chosen = dtypes(cfg, resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    chosen = dtypes(cfg, device)
     out = [Unit("gemm_peak", params={"dtype": d}) for d in chosen]
-    out += [Unit("throughput", params={"dtype": d, "T": T, "B": batch_for(cfg, T)}) for d in chosen for T in cfg.speed.seq_lens]
+    out += [Unit("throughput", params={"dtype": d, "T": T, "B": batch_for(cfg, T, device)}) for d in chosen for T in seq_lens(cfg, device)]
     out += [Unit("latency", params={"dtype": d, "T": T, "B": 1}) for d in chosen for T in cfg.speed.latency_seq_lens]
-    out += [Unit("scaling", params={"dtype": d}, always=True) for d in chosen]
+    if len(seq_lens(cfg, device)) >= 2:
+        out += [Unit("scaling", params={"dtype": d}, always=True) for d in chosen]
     return out
 
 
-def batch_for(cfg, seq_len: int) -> int:
+DEFAULT_MAX_TOKENS = {"cpu": 8192}
+
+
+def batch_for(cfg, seq_len: int, device: torch.device) -> int:
     """speed.batch_size, capped so that a batch holds at most speed.max_tokens tokens."""
-    return max(1, min(cfg.speed.batch_size, cfg.speed.max_tokens // seq_len))
+    cap = cfg.speed.max_tokens or DEFAULT_MAX_TOKENS.get(device.type)
+    return max(1, min(cfg.speed.batch_size, cap // seq_len)) if cap else cfg.speed.batch_size
 
 
 def _peak(ctx: Context, dtype: str) -> float:

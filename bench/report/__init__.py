@@ -109,13 +109,15 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     speed, latency, scaling, gemm = (frames.speed(records), frames.latency(records), frames.scaling(records),
                                      frames.gemm(records))  # fmt: skip
     dist, acc, failed = frames.distance(records), frames.accuracy(records), frames.failures(records)
+    frames.label_sizes(speed, latency, scaling, gemm, dist, acc)
+    order = frames.encoder_order(set().union(*(set(t["encoder"]) for t in (speed, dist, acc) if not t.empty))) or order
 
     intro = Section("Summary")
     ok = int((records["status"] == "ok").sum()) if len(records) else 0
     intro.text(f"Built from {len(records)} records under {run_dir} ({ok} ok, {len(records) - ok} failed); "
                f"encoders: {', '.join(order) or 'none'}; suites: {', '.join(sorted(set(records['suite']))) or 'none'}. "
                "Every number below comes from those records; `python -m bench.report DIR` rebuilds this page.")  # fmt: skip
-    verdicts = claims_mod.all_claims(speed, dist, acc)
+    verdicts = claims_mod.all_claims(*(claims_mod.by_family(t) for t in (speed, dist, acc)))
     claims = Section("Claims of the published comparison")
     claims.text("Each claim is judged by the rule given for it, on this run's records only; 'inconclusive' means "
                 "the intervals do not separate at this sample size or the evidence is mixed.")  # fmt: skip

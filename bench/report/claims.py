@@ -20,6 +20,22 @@ SPEED_RULE = ("at every T measured, each neighbour pair in the claimed order is 
 DIFF_RULE = "95% Welch t interval of the difference of means over seeds excludes 0"
 
 
+def by_family(table: pd.DataFrame) -> pd.DataFrame:
+    """Claims name families (lstm, cnn, ...): use the bare names, kept in ``family``."""
+    if table.empty or "family" not in table:
+        return table
+    return table.assign(encoder=table["family"])
+
+
+def comparison(table: pd.DataFrame, encoders) -> pd.DataFrame:
+    """The rows of the one comparison (parameter budget) that holds all ``encoders``, the largest
+    such if several; empty if none does."""
+    if table.empty or "budget" not in table:
+        return table
+    groups = [g for _, g in table.groupby(table["budget"].fillna(-1)) if set(encoders) <= set(g["encoder"])]
+    return max(groups, key=len) if groups else table.iloc[0:0]
+
+
 def _row(claim, verdict, evidence, rule, conditions):
     return {"claim": claim, "verdict": verdict, "evidence": evidence, "rule": rule, "conditions": conditions}
 
@@ -39,6 +55,7 @@ def _times(speed, encoder, T, mode, dtype):
 
 def speed_order(speed: pd.DataFrame, claimed: list[str], label: str, mode: str, dtype: str = "fp32") -> dict:
     claim = f"Speed order {label} ({'inference' if mode == 'infer' else 'training step'}, {dtype})"
+    speed = comparison(speed, claimed) if not comparison(speed, claimed).empty else speed
     if speed.empty or not set(claimed) <= set(speed["encoder"]):
         missing = sorted(set(claimed) - set(speed.get("encoder", [])))
         run = "experiment=seed_claims" if any("_" in m for m in missing) else "suite=speed"
@@ -71,6 +88,7 @@ def rnn_slowdown(speed: pd.DataFrame, mode: str, dtype: str = "fp32") -> dict:
     claim = f"The RNN is 3x to tens of times slower ({'inference' if mode == 'infer' else 'training step'}, {dtype})"
     rule = ("per T, the fastest other parameter-matched encoder's speed over the RNN's, with a 95% bootstrap interval: "
             "holds if the interval is >= 3 at every T, does not hold if it is below 3 at some T")
+    speed = comparison(speed, [RNN, CNN, TRANSFORMER]) if not comparison(speed, [RNN, CNN, TRANSFORMER]).empty else speed
     others = [e for e in (CNN, TRANSFORMER) if e in set(speed.get("encoder", []))]
     if speed.empty or RNN not in set(speed["encoder"]) or not others:
         return _row(claim, MISSING, "needs speed records of the lstm and of another encoder", rule, "")
@@ -99,6 +117,7 @@ def agreement_beyond(dist: pd.DataFrame, threshold: int = 13) -> dict:
     claim = f"Beyond ~{threshold} tokens the Transformer is weaker than the RNN on agreement"
     rule = f"per seed, mean accuracy over agreement distances > {threshold}; lstm minus transformer; {DIFF_RULE}"
     part = dist[dist["probe"] == "agreement"] if not dist.empty else dist
+    part = comparison(part, [RNN, TRANSFORMER]) if not comparison(part, [RNN, TRANSFORMER]).empty else part
     far = (lambda d: d["distance"] > threshold)
     if part.empty or not {RNN, TRANSFORMER} <= set(part["encoder"]) or not far(part).any():
         return _row(claim, MISSING, f"needs agreement records of lstm and transformer at distances > {threshold}", rule, "")
@@ -130,6 +149,8 @@ def cnn_behind(dist: pd.DataFrame) -> dict:
     claim = "A plain CNN falls behind on long distances"
     rule = ("per seed, the score (0 = chance, 1 = perfect) averaged over the longer half of every probe's distances; "
             f"cnn minus each other encoder, {DIFF_RULE}: holds if cnn is below both, does not hold if above either")
+    if not dist.empty and not comparison(dist, [CNN]).empty:
+        dist = comparison(dist, [CNN])
     if dist.empty or CNN not in set(dist["encoder"]) or len(set(dist["encoder"])) < 2:
         return _row(claim, MISSING, "needs distance records of the cnn and another encoder", rule, "")
     scored = _normalised_far(dist)
@@ -149,6 +170,7 @@ def task_order(acc: pd.DataFrame) -> dict:
     claim = "Task accuracy Transformer > CNN > RNN"
     rule = (f"per task, transformer minus cnn and cnn minus lstm on the test metric, {DIFF_RULE}: holds if both are "
             "positive on every task, does not hold if either is negative on some task")
+    acc = comparison(acc, [RNN, CNN, TRANSFORMER]) if not comparison(acc, [RNN, CNN, TRANSFORMER]).empty else acc
     if acc.empty or not {RNN, CNN, TRANSFORMER} <= set(acc["encoder"]):
         return _row(claim, MISSING, "needs accuracy records of lstm, cnn and transformer", rule, "")
     statuses, evidence = [], []

@@ -8,9 +8,16 @@ FAMILY_ORDER = ["lstm", "cnn", "transformer", "transformer_base", "transformer_b
 
 
 def encoder_order(names) -> list[str]:
-    """One order for every table and figure: the known families first, others alphabetically."""
+    """One order for every table and figure: the known families first (each family's sizes
+    together, smallest first), others alphabetically."""
     names = set(names)
-    return [n for n in FAMILY_ORDER if n in names] + sorted(names - set(FAMILY_ORDER))
+
+    def key(name: str):
+        family, _, size = name.partition(" (")
+        rank = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
+        return rank, family, float(size.rstrip("M)") or 0) if size else 0.0
+
+    return sorted(names, key=key)
 
 
 def _metrics(record) -> dict:
@@ -21,6 +28,27 @@ def _ok(records: pd.DataFrame, suite: str) -> pd.DataFrame:
     return records[(records["suite"] == suite) & (records["status"] == "ok")]
 
 
+def budget(record) -> int | None:
+    """The comparison a record belongs to: the parameter budget every encoder of its run was sized to."""
+    config = record["config"] if isinstance(record["config"], dict) else {}
+    return config.get("param_budget")
+
+
+def label_sizes(*tables: pd.DataFrame) -> None:
+    """Where one encoder was measured at several budgets, name each 'encoder (size)' so that
+    tables and figures never merge them; ``family`` keeps the bare name for the claims."""
+    pairs = pd.concat([t[["encoder", "budget"]] for t in tables if not t.empty]) if any(
+        not t.empty for t in tables) else pd.DataFrame(columns=["encoder", "budget"])  # fmt: skip
+    several = {e for e, g in pairs.groupby("encoder") if g["budget"].nunique(dropna=False) > 1}
+    for table in tables:
+        if table.empty:
+            continue
+        table["family"] = table["encoder"]
+        table["encoder"] = [
+            f"{e} ({b / 1e6:.3g}M)" if e in several and pd.notna(b) else e for e, b in zip(table["encoder"], table["budget"])
+        ]
+
+
 def speed(records: pd.DataFrame) -> pd.DataFrame:
     """One row per throughput measurement: encoder, dtype, T, B, the metrics, and the timed calls."""
     rows = []
@@ -28,7 +56,7 @@ def speed(records: pd.DataFrame) -> pd.DataFrame:
         if r["task"] != "throughput":
             continue
         info = r["info"]
-        row = {"encoder": r["encoder"], "dtype": info["dtype"], "T": int(info["T"]), "B": int(info["B"]),
+        row = {"encoder": r["encoder"], "budget": budget(r), "dtype": info["dtype"], "T": int(info["T"]), "B": int(info["B"]),
                "params": info.get("params"), "device": r["env"].get("device_name"),
                "infer_times_s": info.get("infer_times_s"), "train_times_s": info.get("train_times_s")}  # fmt: skip
         row.update({metric: value for (_, metric), value in _metrics(r).items()})
@@ -42,7 +70,7 @@ def latency(records: pd.DataFrame) -> pd.DataFrame:
         if r["task"] == "latency":
             m = _metrics(r)
             T = r["info"]["T"]
-            rows.append({"encoder": r["encoder"], "dtype": r["info"]["dtype"], "T": int(T),
+            rows.append({"encoder": r["encoder"], "budget": budget(r), "dtype": r["info"]["dtype"], "T": int(T),
                          "p50_ms": m[(T, "p50_ms")], "p90_ms": m[(T, "p90_ms")]})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -52,13 +80,13 @@ def scaling(records: pd.DataFrame) -> pd.DataFrame:
     for _, r in _ok(records, "speed").iterrows():
         if r["task"] == "scaling":
             for m in r["metrics"]:
-                rows.append({"encoder": r["encoder"], "dtype": r["info"]["dtype"], "measure": m["metric"],
+                rows.append({"encoder": r["encoder"], "budget": budget(r), "dtype": r["info"]["dtype"], "measure": m["metric"],
                              "exponent": m["value"], "fitted on T": m["setting"]})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def gemm(records: pd.DataFrame) -> pd.DataFrame:
-    rows = [{"encoder": r["encoder"], "dtype": r["info"]["dtype"], "GFLOP/s": r["metrics"][0]["value"] / 1e9}
+    rows = [{"encoder": r["encoder"], "budget": budget(r), "dtype": r["info"]["dtype"], "GFLOP/s": r["metrics"][0]["value"] / 1e9}
             for _, r in _ok(records, "speed").iterrows() if r["task"] == "gemm_peak"]  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -72,7 +100,7 @@ def distance(records: pd.DataFrame) -> pd.DataFrame:
         for d in info["distances"]:
             if (d, metric) not in m:
                 continue
-            rows.append({"probe": r["task"], "encoder": r["encoder"], "seed": r["seed"], "distance": int(d),
+            rows.append({"probe": r["task"], "encoder": r["encoder"], "budget": budget(r), "seed": r["seed"], "distance": int(d),
                          "metric": metric, "value": m[(d, metric)], "chance": m.get((d, "chance")),
                          "grad_reach": m.get((d, "grad_reach")), "receptive_field": info.get("receptive_field"),
                          "effective_distance": m.get(("all", "effective_distance")),
@@ -86,7 +114,7 @@ def accuracy(records: pd.DataFrame) -> pd.DataFrame:
     for _, r in _ok(records, "accuracy").iterrows():
         info, m = r["info"], _metrics(r)
         metric = info["selection_metric"]
-        row = {"task": r["task"], "type": info["type"], "encoder": r["encoder"], "seed": r["seed"],
+        row = {"task": r["task"], "type": info["type"], "encoder": r["encoder"], "budget": budget(r), "seed": r["seed"],
                "metric": metric, "value": m.get(("test", metric)), "baseline": m.get(("test", f"baseline_{metric}")),
                "validation": m.get(("validation", metric)), "train_tokens_per_s": info.get("train_tokens_per_s"),
                "encoder_params": info.get("encoder_params"), "params": info.get("params"),
