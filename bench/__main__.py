@@ -20,10 +20,11 @@ from bench.schema import register
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def job(cfg: DictConfig) -> dict:
+def job(cfg: DictConfig) -> float:
+    """One suite for one encoder; returns the mean validation score, for tuning sweepers."""
     from bench.runner import run_job
 
-    return run_job(cfg, Path(HydraConfig.get().runtime.output_dir))
+    return run_job(cfg, Path(HydraConfig.get().runtime.output_dir))["objective"]
 
 
 def main() -> None:

@@ -63,6 +63,8 @@ def prepare(ctx: Context, name: str):
 
 def build_model(ctx: Context, task, vocab, labels) -> torch.nn.Module:
     kwargs = model_kwargs(ctx.cfg.model)
+    if task.param_budget and kwargs.get("param_budget") and kwargs.get("d_model") is None:
+        kwargs["param_budget"] = task.param_budget
     embed_dim = ctx.cfg.accuracy.embed_dim
     if task.type == "generation":
         budget = kwargs.pop("param_budget")

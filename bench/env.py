@@ -107,7 +107,18 @@ def environment(device: torch.device) -> dict:
         "git_dirty": dirty,
         "versions": versions,
         "command": command_line(),
+        "overrides": job_overrides(),
     }
+
+
+def job_overrides() -> list[str]:
+    """The overrides that made this job (a sweep's own choices included)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except (ValueError, ImportError):
+        return []
 
 
 def command_line() -> str:

@@ -8,12 +8,14 @@ raises is recorded as failed with its reason, and the job goes on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
 import logging
 import os
 import random
+import signal
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -89,14 +91,70 @@ def unit_key(cfg: DictConfig, suite, unit: Unit) -> str:
     return f"{slug}-{digest}".replace("/", "_").replace(" ", "")
 
 
+def _reason(err: Exception) -> str:
+    text = f"{type(err).__name__}: {err}"
+    if isinstance(err, MemoryError) or "not enough memory" in text or "out of memory" in text.lower():
+        return "out of memory: " + text
+    return text
+
+
+def job_threads() -> int:
+    """All cores, shared out among the jobs a parallel launcher runs at once."""
+    cores = os.cpu_count() or 1
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        parallel = HydraConfig.get().launcher.get("n_jobs") or 1
+    except (ValueError, AttributeError):
+        parallel = 1
+    if parallel < 0:  # joblib's -1: as many jobs as cores
+        parallel = cores
+    return max(1, cores // parallel)
+
+
 def config_hash(config: dict) -> str:
     return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+class UnitTimeout(Exception):
+    """A unit ran past limits.unit_seconds."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise UnitTimeout in this (main) thread after ``seconds``; no limit when None."""
+    if not seconds or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def overrun(signum, frame):
+        raise UnitTimeout(f"ran past the limit of limits.unit_seconds={seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, overrun)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def limit_memory(gigabytes: float | None) -> None:
+    """Cap this process's address space, so an allocation past it fails (and is recorded) instead
+    of the machine swapping or the kernel killing the whole sweep."""
+    if not gigabytes:
+        return
+    import resource
+
+    cap = int(gigabytes * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+
 def run_job(cfg: DictConfig, out_dir: Path) -> dict:
     """Run every unit of ``cfg.suite`` for ``cfg.model``; return counts of ok, failed and skipped."""
-    threads = cfg.threads or os.cpu_count() or 1
+    threads = cfg.threads or job_threads()
     torch.set_num_threads(threads)
+    limit_memory(cfg.limits.memory_gb)
     device = resolve_device(cfg.device)
     suite = importlib.import_module(SUITES[cfg.suite])
     ctx = Context(cfg=cfg, encoder=encoder_label(cfg), device=device, out_dir=out_dir, threads=threads)
@@ -118,11 +176,12 @@ def run_job(cfg: DictConfig, out_dir: Path) -> dict:
         seed_everything(cfg.seed if unit.seed is None else unit.seed)
         t0 = time.perf_counter()
         try:
-            record.metrics, record.info = suite.run(ctx, unit)
+            with time_limit(cfg.limits.unit_seconds):
+                record.metrics, record.info = suite.run(ctx, unit)
         except (UserError, Abort) as err:
             raise Abort(str(err)) from None
         except Exception as err:  # recorded, and the job goes on
-            record.status, record.reason = "failed", f"{type(err).__name__}: {err}"
+            record.status, record.reason = "failed", _reason(err)
             record.info = {"traceback": traceback.format_exc(limit=8)}
         record.ended = now()
         record.info["wall_s"] = round(time.perf_counter() - t0, 3)
@@ -131,4 +190,23 @@ def run_job(cfg: DictConfig, out_dir: Path) -> dict:
         outcome = suite.headline(asdict(record)) if record.status == "ok" else f"FAILED: {record.reason}"
         log.info(f"{tag}: {outcome} ({record.info['wall_s']:.1f} s)")
     write_summary(out_dir)
+    counts["objective"] = objective(out_dir, cfg.suite)
     return counts
+
+
+def objective(out_dir: Path, suite: str) -> float:
+    """Mean validation score of the job's finished training units, higher is better (MSE enters
+    negated): what a tuning sweeper maximises. Test metrics never enter it."""
+    from bench.records import iter_records
+
+    scores = []
+    for record in iter_records(out_dir):
+        if record["status"] != "ok" or record["suite"] != suite:
+            continue
+        metric = record["info"].get("selection_metric") or record["info"].get("metric")
+        value = (record["info"].get("validation") or {}).get(metric)
+        if value is None:
+            value = next((m["value"] for m in record["metrics"] if m["setting"] == "validation" and m["metric"] == metric), None)
+        if value is not None:
+            scores.append(-value if metric == "mse" else value)
+    return sum(scores) / len(scores) if scores else float("nan")

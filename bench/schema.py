@@ -98,6 +98,7 @@ class DataTask:
     pair_mode: str = field(default="siamese", metadata=_range(choices=["siamese", "cross"]))
     beam_size: int = field(default=4, metadata=_range(1))
     validation_limit: int = field(default=500, metadata=_range(1))  # generation: sentences decoded per validation
+    param_budget: Optional[int] = field(default=None, metadata=_range(1))  # this task's budget, if not the suite's
     train: Dict[str, Any] = field(default_factory=dict)  # overrides of the suite's train settings
 
 
@@ -107,6 +108,22 @@ TASK_SCHEMAS: dict[str, type] = {"probe": ProbeTask, **{t: DataTask for t in ("l
 @dataclass
 class AccuracyConfig:
     embed_dim: int = field(default=128, metadata=_range(1))  # one embedding width for every family
+
+
+@dataclass
+class LimitsConfig:
+    """Per-unit limits; a unit that overruns is recorded as failed and the sweep goes on."""
+
+    unit_seconds: Optional[float] = field(default=None, metadata=_range(0.001))
+    memory_gb: Optional[float] = field(default=None, metadata=_range(0.01))  # address space of the job process
+
+
+@dataclass
+class TuneConfig:
+    """Set by the tuning presets so that the report can state the tuning budget."""
+
+    trials: Optional[int] = field(default=None, metadata=_range(1))
+    space: Optional[str] = None
 
 
 @dataclass
@@ -131,6 +148,8 @@ class Config:
     distance: DistanceConfig = field(default_factory=DistanceConfig)
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     data: DataConfig = field(default_factory=DataConfig)
 
 
@@ -180,9 +199,27 @@ def _config_groups() -> str:
     return "\n".join(lines)
 
 
-def register() -> None:
+def job_dirname(overrides: str) -> str:
+    """A job's folder in a sweep: its overrides when short, else a readable prefix and a hash of
+    them (stable, so that a rerun finds the same folder and resumes)."""
+    name = overrides.replace("/", "_")
+    if len(name) <= 120:
+        return name
+    import hashlib
+
+    return f"{name[:80]}-{hashlib.sha1(overrides.encode()).hexdigest()[:12]}"
+
+
+def _resolvers() -> None:
+    # at import, so that launcher workers that unpickle the job resolve the same names
     if not OmegaConf.has_resolver("fxbench_groups"):
         OmegaConf.register_new_resolver("fxbench_groups", _config_groups)
+    if not OmegaConf.has_resolver("fxbench_subdir"):
+        OmegaConf.register_new_resolver("fxbench_subdir", job_dirname)
+
+
+def register() -> None:
+    _resolvers()
     cs = ConfigStore.instance()
     cs.store(name="fxbench_schema", node=Config)
     for name in models.available():
@@ -251,3 +288,6 @@ def validate(cfg: DictConfig) -> None:
             models.build_encoder(**kwargs)
     except ValueError as err:
         raise UserError(f"model.{err}" + ("" if str(err).endswith(".") else ".")) from None
+
+
+_resolvers()

@@ -1,15 +1,17 @@
 """LSTM encoder: bidirectional by default, one direction in causal mode.
 
-Padding is handled by packing, so the backward direction starts at each row's
-last real token; a batch without padding skips packing and runs the bare
-``nn.LSTM`` kernel.
+Padding never reaches real positions, and no sequence is packed (packing made
+a training step 3x slower on the CPU): a forward direction reads real tokens
+before any padding, and the backward direction runs, layer by layer with the
+same weights and fused kernel, on each row reversed within its length. A batch
+without padding runs the bare ``nn.LSTM``.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+import torch.nn.functional as F
 
 from models.attention import CrossAttention
 from models.chunking import in_row_chunks
@@ -56,13 +58,33 @@ class LSTMEncoder(nn.Module):
         return in_row_chunks(self._encode, x, mask, self.infer_chunk_tokens)
 
     def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if bool(mask.all()):
-            return self.lstm(x)[0]
-        lengths = mask.sum(1).clamp(min=1).cpu()  # an empty row is run as one pad token, then zeroed
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (B, T, D)
-        return out.masked_fill(~mask[..., None], 0.0)
+        if self.causal or bool(mask.all()):
+            return self.lstm(x)[0].masked_fill(~mask[..., None], 0.0)
+        return self._bidirectional_padded(x, mask).masked_fill(~mask[..., None], 0.0)
+
+    def _bidirectional_padded(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lstm = self.lstm
+        B, T, _ = x.shape
+        steps = torch.arange(T, device=x.device)[None, :]  # (1, T)
+        lengths = mask.sum(1, keepdim=True)  # (B, 1)
+        order = torch.where(steps < lengths, lengths - 1 - steps, steps)  # reverses each row's real part
+
+        def reverse(h: torch.Tensor) -> torch.Tensor:
+            return h.gather(1, order[..., None].expand_as(h))  # (B, T, H); its own inverse
+
+        h = x
+        zeros = x.new_zeros(1, B, lstm.hidden_size)
+        for layer in range(lstm.num_layers):
+            outputs = []
+            for suffix, backward in (("", False), ("_reverse", True)):
+                weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                out = torch.lstm(reverse(h) if backward else h, (zeros, zeros), weights, True, 1, 0.0, self.training,
+                                 False, True)[0]  # fmt: skip
+                outputs.append(reverse(out) if backward else out)
+            h = torch.cat(outputs, dim=-1)  # (B, T, D)
+            if layer < lstm.num_layers - 1:
+                h = F.dropout(h, lstm.dropout, self.training)
+        return h
 
 
 class LSTMDecoder(nn.Module):

@@ -70,6 +70,10 @@ def _distance_section(dist, order, fig_dir) -> Section:
            "chance (or the trivial predictor's MSE). The effective distance is the largest d up to which the "
            "score stays past halfway from chance to perfect.")  # fmt: skip
     s.figure(figures.save(figures.distance_curves(dist, order), fig_dir, "distance"), "Test metric against distance per probe.")
+    if dist["grad_reach"].notna().any():
+        s.figure(figures.save(figures.reach_curves(dist, order), fig_dir, "reach"),
+                 "Empirical reach of the trained encoders: how strongly the output at the read-out position depends "
+                 "on the input d tokens before it (each run scaled to its maximum).")  # fmt: skip
     for probe, part in dist.groupby("probe", sort=False):
         table = part.groupby(["encoder", "distance"])["value"].apply(_ci_text).unstack("distance")
         table = table.reindex([e for e in order if e in table.index])
@@ -97,6 +101,37 @@ def _accuracy_section(acc, order, fig_dir) -> Section:
     s.table(table.sort_values(["task", "order"]).drop(columns="order").round(3), "test metric, mean [95% CI] over seeds")
     s.figure(figures.save(figures.pareto(acc, order), fig_dir, "pareto"),
              "Accuracy against training throughput; the grey line joins encoders no other beats on both.")
+    return s
+
+
+def _tuning_section(records: pd.DataFrame) -> Section | None:
+    """Per encoder: the tuning budget, and the trial with the best mean validation score."""
+    rows = []
+    for _, r in records[records["status"] == "ok"].iterrows():
+        tune = (r["config"] or {}).get("tune") or {}
+        if not tune.get("trials"):
+            continue
+        metric = r["info"].get("selection_metric")
+        values = {(m["setting"], m["metric"]): m["value"] for m in r["metrics"]}
+        rows.append({"encoder": r["encoder"], "trial": str(Path(r["path"]).parent.parent.name), "task": r["task"],
+                     "validation": values.get(("validation", metric)), "test": values.get(("test", metric)),
+                     "metric": metric, "trials": tune["trials"], "space": tune.get("space"),
+                     "settings": ", ".join(o for o in r["env"].get("overrides", []) if not o.startswith(("suite=", "model=")))})  # fmt: skip
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    s = Section("Tuning")
+    s.text("Each encoder was tuned with the same number of trials (Optuna, TPE, seeded) over its own search space; "
+           "trials are compared on the mean validation metric of the tuning tasks, and the test metric of the "
+           "chosen trial is shown beside it. Test never enters the choice.")  # fmt: skip
+    best = []
+    for encoder, part in frame.groupby("encoder"):
+        trials = part.groupby("trial").agg(validation=("validation", "mean"), test=("test", "mean"), settings=("settings", "first"))
+        chosen = trials["validation"].idxmax()
+        best.append({"encoder": encoder, "trials run": len(trials), "trial budget": int(part["trials"].iloc[0]),
+                     "search space": part["space"].iloc[0], "chosen settings": trials.loc[chosen, "settings"],
+                     "validation": trials.loc[chosen, "validation"], "test": trials.loc[chosen, "test"]})  # fmt: skip
+    s.table(pd.DataFrame(best).round(4), "the chosen trial of each encoder (mean over the tuning tasks)")
     return s
 
 
@@ -133,6 +168,9 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
         sections.append(_distance_section(dist, order, fig_dir))
     if not acc.empty:
         sections.append(_accuracy_section(acc, order, fig_dir))
+    tuning = _tuning_section(records)
+    if tuning is not None:
+        sections.append(tuning)
     fails = Section("Failed runs")
     if failed.empty:
         fails.text("None.")

@@ -96,6 +96,24 @@ def distance_curves(dist: pd.DataFrame, order) -> plt.Figure:
     return fig
 
 
+def reach_curves(dist: pd.DataFrame, order) -> plt.Figure:
+    """Empirical reach: mean |d output(t) / d input(t - d)| against d, each run scaled to its
+    largest value, per probe (log scale)."""
+    frame = dist.dropna(subset=["grad_reach"]).copy()
+    frame["reach"] = frame["grad_reach"] / frame.groupby(["probe", "encoder", "seed"])["grad_reach"].transform("max")
+    frame = _objects(frame, "encoder", "probe")
+    present = [e for e in order if e in set(frame["encoder"])]
+    grid = sns.relplot(data=frame, x="distance", y="reach", hue="encoder", hue_order=present, col="probe",
+                       col_wrap=min(3, frame["probe"].nunique()), kind="line", marker="o", palette=palette(order),
+                       errorbar=None, height=3.0, aspect=1.2, facet_kws={"sharey": False})  # fmt: skip
+    for ax in grid.axes.flat:
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+    grid.set_axis_labels("distance d (tokens)", "gradient reach (relative)")
+    grid.set_titles("{col_name}")
+    return grid.figure
+
+
 def accuracy_points(acc: pd.DataFrame, order) -> plt.Figure:
     """Test metric per task: mean over seeds with 95% t error bars; the baseline dashed."""
     tasks = list(dict.fromkeys(acc["task"]))

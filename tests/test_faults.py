@@ -1,0 +1,155 @@
+"""Faults, done for real: a killed sweep resumes, SIGINT keeps what is done, a job that runs out
+of memory or past its time is recorded as failed, concurrent sweeps never lose records."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.records import load_records
+from tests.conftest import REPO
+
+def tiny(*tasks, report=False):
+    """A few-second accuracy job over ``tasks``."""
+    sizes = [f"tasks.{t}.{k}={v}" for t in tasks for k, v in (("n_train", 48), ("n_validation", 16), ("n_test", 16))]
+    return ["suite=accuracy", f"task=[{','.join(tasks)}]", "n_seeds=1", "param_budget=50000", "train.steps=4",
+            "train.eval_every=2", "train.batch_size=8", f"report={str(report).lower()}", *sizes]  # fmt: skip
+
+
+THREE = ("tagging", "classification", "pair")
+
+
+def bench(*args, cwd=REPO):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+
+
+def wait_for_records(out, count, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(list(out.rglob("records/*.json"))) >= count:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended early: {proc.stdout.read()[-2000:]}")
+        time.sleep(0.1)
+    raise AssertionError("no records appeared")
+
+
+def all_records_parse(out):
+    for path in out.rglob("records/*.json"):
+        json.loads(path.read_text())  # raises on a corrupt record
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_only_the_missing_jobs(tmp_path):
+    out = tmp_path / "run"
+    args = [*tiny(*THREE), "model=cnn,lstm", f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}"]
+    proc = bench(*args)
+    wait_for_records(out, 2, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    all_records_parse(out)
+    before = {p.name: p.stat().st_mtime_ns for p in out.rglob("records/*.json")}
+    assert 2 <= len(before) < 6
+    rerun = bench(*args)
+    log = rerun.communicate(timeout=300)[0]
+    assert rerun.returncode == 0, log[-2000:]
+    assert log.count("done before, skipped") == len(before)
+    after = {p.name: p.stat().st_mtime_ns for p in out.rglob("records/*.json")}
+    assert len(after) == 6 and all(after[name] == mtime for name, mtime in before.items())
+    records = load_records(out)
+    assert records["key"].is_unique and (records["status"] == "ok").all()
+
+
+@pytest.mark.slow
+def test_sigint_stops_cleanly_and_keeps_finished_records(tmp_path):
+    out = tmp_path / "run"
+    proc = bench(*tiny(*THREE), "model=cnn,lstm", f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")
+    wait_for_records(out, 1, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    log = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130 and "interrupted; finished records are kept" in log
+    all_records_parse(out)
+    assert len(load_records(out)) >= 1 and "Traceback" not in log
+
+
+@pytest.mark.slow
+def test_a_job_out_of_memory_is_recorded_failed_and_the_sweep_goes_on(tmp_path):
+    out = tmp_path / "run"
+    # the second job asks for a 60000-wide CNN (43 GB of weights) under an 8 GB cap
+    proc = bench("-m", *tiny("tagging"), "model=cnn", "model.d_model=64,60000", "limits.memory_gb=8",
+                 f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+    log = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, log[-2000:]
+    records = load_records(out).set_index(load_records(out)["config"].map(lambda c: c["model"]["d_model"]))
+    assert records.loc[64, "status"] == "ok"
+    assert records.loc[60000, "status"] == "failed" and "memory" in records.loc[60000, "reason"]
+
+
+def test_a_unit_past_its_time_limit_is_recorded_failed(compose, tmp_path, monkeypatch):
+    import types
+
+    from bench import runner
+    from bench.runner import Unit, run_job
+
+    suite = types.ModuleType("slow_suite")
+    suite.SECTIONS = ()
+    suite.units = lambda cfg: [Unit("slow"), Unit("quick")]
+    suite.run = lambda ctx, unit: (time.sleep(5 if unit.task == "slow" else 0), ([], {}))[1]
+    suite.headline = lambda record: ""
+    monkeypatch.setitem(sys.modules, "slow_suite", suite)
+    monkeypatch.setitem(runner.SUITES, "speed", "slow_suite")
+    start = time.perf_counter()
+    run_job(compose("suite=speed", "limits.unit_seconds=0.3"), tmp_path)
+    assert time.perf_counter() - start < 3
+    records = load_records(tmp_path).set_index("task")
+    assert records.loc["slow", "status"] == "failed" and "limits.unit_seconds=0.3" in records.loc["slow", "reason"]
+    assert records.loc["quick", "status"] == "ok"
+
+
+@pytest.mark.slow
+def test_two_sweeps_writing_into_one_folder_at_once_lose_nothing(tmp_path):
+    out = tmp_path / "run"
+    common = ["model=cnn", "hydra.mode=RUN", f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}"]
+    procs = [bench(*tiny(t), *common) for t in ("tagging", "classification", "pair", "pair")]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), [log[-1000:] for log in logs]
+    all_records_parse(out)
+    records = load_records(out)
+    assert sorted(records["task"]) == ["classification", "pair", "tagging"]  # the two pair runs share one key
+    assert not list(out.rglob("records/.*"))  # no temporary file left behind
+
+
+@pytest.mark.slow
+def test_joblib_runs_jobs_in_parallel_with_the_threads_shared_out(tmp_path):
+    out = tmp_path / "run"
+    proc = bench("-m", *tiny("tagging"), "model=cnn,lstm", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                 f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+    log = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, log[-2000:]
+    records = load_records(out)
+    assert sorted(records["encoder"]) == ["cnn", "lstm"]
+    assert set(records["env"].map(lambda e: e["threads"])) == {max(1, (os.cpu_count() or 1) // 2)}
+
+
+def test_speed_suites_refuse_a_parallel_launcher(tmp_path):
+    proc = bench("suite=speed", "hydra/launcher=joblib", f"hydra.run.dir={tmp_path}")
+    log = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 2 and "cannot run under a parallel launcher" in log
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_the_sweep_and_the_report_gathers_it(tmp_path):
+    out = tmp_path / "run"
+    proc = bench("-m", *tiny("tagging", report=True), "model=cnn,lstm",
+                 "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", f"hydra.run.dir={out}",
+                 f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+    log = proc.communicate(timeout=400)[0]
+    assert proc.returncode == 0, log[-2000:]
+    assert sorted(load_records(out)["encoder"]) == ["cnn", "lstm"]
+    assert (out / "report.md").exists() and (out / "summary.csv").exists()
