@@ -22,7 +22,7 @@ class LSTMEncoder(nn.Module):
         self,
         d_model: int = 256,
         causal: bool = False,
-        n_layers: int = 4,
+        n_layers: int = 2,
         dropout: float = 0.1,
         infer_chunk_tokens: int = 16384,
     ):
@@ -91,7 +91,7 @@ class LSTMDecoder(nn.Module):
     """A one-direction LSTM over the target prefix whose states attend over the encoder's
     (Luong et al. 2015): output ``tanh(W [h; context])``."""
 
-    def __init__(self, d_model: int = 256, n_layers: int = 4, dropout: float = 0.1):
+    def __init__(self, d_model: int = 256, n_layers: int = 2, dropout: float = 0.1):
         super().__init__()
         self.d_model = d_model
         self.lstm = nn.LSTM(d_model, d_model, num_layers=n_layers, dropout=dropout if n_layers > 1 else 0.0,

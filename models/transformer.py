@@ -32,6 +32,14 @@ def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
     return table
 
 
+def add_positions(module: nn.Module, kind: str, max_len: int, d_model: int) -> None:
+    """Give ``module.positions``: a learned (max_len, d_model) table, or the fixed sinusoidal one."""
+    if kind == "learned":
+        module.positions = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
+    else:
+        module.register_buffer("positions", sinusoidal_positions(max_len, d_model), persistent=False)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dropout: float):
         super().__init__()
@@ -99,10 +107,7 @@ class TransformerEncoder(nn.Module):
             raise ValueError(f"infer_chunk_tokens={infer_chunk_tokens} must be >= 0 (0: never chunk)")
         self.d_model, self.causal, self.receptive_field = d_model, causal, None
         self.max_len, self.infer_chunk_tokens = max_len, infer_chunk_tokens
-        if positions == "learned":
-            self.positions = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
-        else:
-            self.register_buffer("positions", sinusoidal_positions(max_len, d_model), persistent=False)
+        add_positions(self, positions, max_len, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff, dropout, attn_dropout) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
@@ -159,10 +164,7 @@ class TransformerDecoder(nn.Module):
         super().__init__()
         d_ff = 4 * d_model if d_ff is None else d_ff
         self.d_model = d_model
-        if positions == "learned":
-            self.positions = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
-        else:
-            self.register_buffer("positions", sinusoidal_positions(max_len, d_model), persistent=False)
+        add_positions(self, positions, max_len, d_model)
         self.blocks = nn.ModuleList(DecoderBlock(d_model, n_heads, d_ff, dropout, attn_dropout) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
