@@ -31,8 +31,10 @@ SECTIONS = ("train", "accuracy")
 TYPES = ("labelling", "classification", "pair", "generation")
 
 
-def accuracy_tasks(cfg) -> list[str]:
-    return [name for name, task in cfg.tasks.items() if task.type in TYPES]
+def accuracy_tasks(cfg, suite: str = "accuracy") -> list[str]:
+    """The tasks of the four types that ``suite`` runs (a task's ``suites`` can limit it to some)."""
+    return [name for name, task in cfg.tasks.items()
+            if task.type in TYPES and (not task.get("suites") or suite in task.suites)]  # fmt: skip
 
 
 def units(cfg) -> list[Unit]:

@@ -30,7 +30,7 @@ from bench.records import Record, has_ok_record, now, write_record, write_summar
 
 log = logging.getLogger("bench")
 
-SUITES = {"speed": "bench.speed", "distance": "bench.distance", "accuracy": "bench.accuracy"}
+SUITES = {"speed": "bench.speed", "distance": "bench.distance", "accuracy": "bench.accuracy", "pretrain": "bench.pretrain"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,8 @@ def unit_key(cfg: DictConfig, suite, unit: Unit) -> str:
         "device": cfg.device,
         "threads": cfg.threads,
     }
+    if hasattr(suite, "key_inputs"):  # what else the suite's units depend on
+        relevant["inputs"] = suite.key_inputs(cfg)
     digest = hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]
     slug = "-".join([cfg.suite, encoder_label(cfg), unit.task] + [f"{v}" for v in unit.params.values()])
     if unit.seed is not None:

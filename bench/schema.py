@@ -80,6 +80,8 @@ class DataTask:
 
     type: str = MISSING  # labelling | classification | pair | generation
     source: str = field(default="embedded", metadata=_range(choices=["embedded", "real", "files", "hub"]))
+    generator: Optional[str] = field(default=None, metadata=_range(choices=["wsd"]))  # embedded: another generator than the type's
+    suites: Optional[List[str]] = field(default=None, metadata=_range(choices=["accuracy", "pretrain"]))  # null: every suite of its type
     dataset: Optional[str] = None  # real: ud_ewt_pos | sst2 | sick | multi30k_de_en; hub: a preset or hub id
     n_train: int = field(default=6000, metadata=_range(1))  # embedded sizes
     n_validation: int = field(default=500, metadata=_range(1))
@@ -108,6 +110,26 @@ TASK_SCHEMAS: dict[str, type] = {"probe": ProbeTask, **{t: DataTask for t in ("l
 @dataclass
 class AccuracyConfig:
     embed_dim: int = field(default=128, metadata=_range(1))  # one embedding width for every family
+
+
+@dataclass
+class PretrainConfig:
+    """Two-stage training (suite=pretrain): pre-train each family on unlabelled text, then fine-tune."""
+
+    objectives: List[str] = field(default_factory=lambda: ["mlm"], metadata=_range(choices=["mlm", "clm", "elmo"]))  # elmo: LSTM only
+    tokens: List[int] = field(default_factory=lambda: [200000], metadata=_range(1))  # checkpoints at each count; every family sees the same tokens
+    batch_size: int = field(default=32, metadata=_range(1))  # sentences per pre-training step
+    lr: float = field(default=2e-3, metadata=_range(0.0))
+    warmup: float = field(default=0.05, metadata=_range(0.0, 1.0))
+    mask_prob: float = field(default=0.15, metadata=_range(0.0, 1.0))  # mlm: share of tokens predicted (80/10/10 mask/random/keep)
+    max_len: int = field(default=128, metadata=_range(2))  # tokens kept per sentence
+    log_every: int = field(default=50, metadata=_range(1))  # steps between points of the loss curve
+    corpus: str = field(default="tasks", metadata=_range(choices=["tasks", "hub"]))  # tasks: the fine-tuning tasks' unlabelled text
+    corpus_per_task: int = field(default=20000, metadata=_range(1))  # embedded tasks: unlabelled sentences generated per task
+    finetune_train_limit: Optional[int] = field(default=1000, metadata=_range(1))  # fine-tuning training examples per task (small data); null: all
+    hub: Dict[str, Any] = field(default_factory=dict)  # corpus=hub: path, name, split, column, limit (datasets.load_dataset)
+    vocab_size: int = field(default=30000, metadata=_range(8))
+    min_freq: int = field(default=1, metadata=_range(1))
 
 
 @dataclass
@@ -147,6 +169,7 @@ class Config:
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     distance: DistanceConfig = field(default_factory=DistanceConfig)
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)

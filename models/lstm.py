@@ -5,6 +5,11 @@ a training step 3x slower on the CPU): a forward direction reads real tokens
 before any padding, and the backward direction runs, layer by layer with the
 same weights and fused kernel, on each row reversed within its length. A batch
 without padding runs the bare ``nn.LSTM``.
+
+``stacking="separate"`` runs the two directions as independent stacks (ELMo
+style), so that no layer of one direction sees the other's states: the forward
+half of the output at t has read only tokens up to t, the backward half only
+tokens from t on, which a pair of language models needs.
 """
 
 from __future__ import annotations
@@ -17,6 +22,20 @@ from models.attention import CrossAttention
 from models.chunking import in_row_chunks
 
 
+def row_reversal(mask: torch.Tensor):
+    """A function that reverses each row of a (B, T, H) tensor within its real length (mask (B, T));
+    padding stays in place, and the function is its own inverse."""
+    T = mask.shape[1]
+    steps = torch.arange(T, device=mask.device)[None, :]  # (1, T)
+    lengths = mask.sum(1, keepdim=True)  # (B, 1)
+    order = torch.where(steps < lengths, lengths - 1 - steps, steps)
+
+    def reverse(h: torch.Tensor) -> torch.Tensor:
+        return h.gather(1, order[..., None].expand_as(h))
+
+    return reverse
+
+
 class LSTMEncoder(nn.Module):
     def __init__(
         self,
@@ -25,9 +44,12 @@ class LSTMEncoder(nn.Module):
         n_layers: int = 2,
         dropout: float = 0.1,
         infer_chunk_tokens: int = 16384,
+        stacking: str = "joint",
     ):
         super().__init__()
         bidirectional = not causal
+        if stacking not in ("joint", "separate"):
+            raise ValueError(f"stacking={stacking!r} must be joint or separate")
         if d_model < 1 or (bidirectional and d_model % 2):
             raise ValueError(
                 f"d_model={d_model} must be a positive even number for the bidirectional LSTM "
@@ -41,14 +63,16 @@ class LSTMEncoder(nn.Module):
             raise ValueError(f"infer_chunk_tokens={infer_chunk_tokens} must be >= 0 (0: never chunk)")
         self.d_model, self.causal, self.receptive_field = d_model, causal, None
         self.infer_chunk_tokens = infer_chunk_tokens
-        self.lstm = nn.LSTM(
-            d_model,
-            d_model // 2 if bidirectional else d_model,
-            num_layers=n_layers,
-            dropout=dropout if n_layers > 1 else 0.0,
-            bidirectional=bidirectional,
-            batch_first=True,
-        )
+        self.separate = bidirectional and stacking == "separate"
+
+        def stack(hidden: int, both: bool) -> nn.LSTM:
+            return nn.LSTM(d_model, hidden, num_layers=n_layers, dropout=dropout if n_layers > 1 else 0.0,
+                           bidirectional=both, batch_first=True)  # fmt: skip
+
+        if self.separate:
+            self.lstm, self.lstm_backward = stack(d_model // 2, False), stack(d_model // 2, False)
+        else:
+            self.lstm = stack(d_model // 2 if bidirectional else d_model, bidirectional)
 
     @staticmethod
     def width_multiple(causal: bool = False, **_) -> int:
@@ -58,20 +82,18 @@ class LSTMEncoder(nn.Module):
         return in_row_chunks(self._encode, x, mask, self.infer_chunk_tokens)
 
     def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.separate:
+            reverse = row_reversal(mask)
+            h = torch.cat([self.lstm(x)[0], reverse(self.lstm_backward(reverse(x))[0])], dim=-1)
+            return h.masked_fill(~mask[..., None], 0.0)
         if self.causal or bool(mask.all()):
             return self.lstm(x)[0].masked_fill(~mask[..., None], 0.0)
         return self._bidirectional_padded(x, mask).masked_fill(~mask[..., None], 0.0)
 
     def _bidirectional_padded(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lstm = self.lstm
-        B, T, _ = x.shape
-        steps = torch.arange(T, device=x.device)[None, :]  # (1, T)
-        lengths = mask.sum(1, keepdim=True)  # (B, 1)
-        order = torch.where(steps < lengths, lengths - 1 - steps, steps)  # reverses each row's real part
-
-        def reverse(h: torch.Tensor) -> torch.Tensor:
-            return h.gather(1, order[..., None].expand_as(h))  # (B, T, H); its own inverse
-
+        B = x.shape[0]
+        reverse = row_reversal(mask)
         h = x
         zeros = x.new_zeros(1, B, lstm.hidden_size)
         for layer in range(lstm.num_layers):

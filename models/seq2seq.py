@@ -23,12 +23,12 @@ from models.heads import TokenEmbedding
 class EncoderDecoder(nn.Module):
     """A family's encoder and decoder at one width: the part the parameter budget sizes."""
 
-    def __init__(self, name: str, d_model: int | None = None, **options):
+    def __init__(self, name: str, d_model: int | None = None, causal: bool = False, **options):
         super().__init__()
         module = importlib.import_module(f"models.{name}")
         if not hasattr(module, "DECODER"):
             raise ValueError(f"encoder {name!r} exports no DECODER, so it cannot run generation tasks")
-        self.encoder = build_encoder(name, d_model=d_model, causal=False, **options)
+        self.encoder = build_encoder(name, d_model=d_model, causal=causal, **options)  # causal: a GPT-style encoder
         accepted = inspect.signature(module.DECODER.__init__).parameters
         self.decoder = module.DECODER(
             d_model=self.encoder.d_model, **{k: v for k, v in options.items() if k in accepted}

@@ -18,6 +18,13 @@ def _plain(node) -> dict:
 def load_task_data(name: str, task, data_root: str | None):
     """The DatasetDict of task ``name``: generated, a real preset, local files, or a hub id."""
     options = _plain(task.options)
+    if task.source == "embedded" and task.get("generator") == "wsd":
+        from bench.data import wsd
+
+        try:
+            return wsd.generate(task.n_train, task.n_validation, task.n_test, task.data_seed, **options)
+        except ValueError as err:
+            raise DataError(f"tasks.{name}.options: {err}") from None
     if task.source == "embedded":
         from bench.data.embedded import generate
 

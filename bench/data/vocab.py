@@ -1,7 +1,7 @@
 """Vocabularies built from the training split: words, labels and joint BPE subwords, cached on disk.
 
 Ids: ``<pad>`` 0 and ``<unk>`` 1 always; then the optional ``<bos>``, ``<eos>``, ``<sep>``,
-``<cls>`` in that order (subwords: always ``<bos>`` 2 and ``<eos>`` 3); then the entries.
+``<cls>``, ``<mask>`` in that order (subwords: always ``<bos>`` 2 and ``<eos>`` 3); then the entries.
 A cache file ``cache_dir / f"{kind}-{key}.json"`` is keyed by a SHA-256 of the training
 data and the settings, so a rerun on the same data loads it and changed data builds anew.
 """
@@ -23,7 +23,7 @@ from bench.errors import UserError
 log = logging.getLogger("bench.data")
 
 PAD, UNK = "<pad>", "<unk>"
-SPECIALS = {"bos": "<bos>", "eos": "<eos>", "sep": "<sep>", "cls": "<cls>"}  # optional, in id order
+SPECIALS = {"bos": "<bos>", "eos": "<eos>", "sep": "<sep>", "cls": "<cls>", "mask": "<mask>"}  # optional, in id order
 CACHE_VERSION = 1  # bump when a builder changes what it builds
 
 # a word (letters, digits, _; inner apostrophes kept: don't, n't), a clitic ('s), or one other character

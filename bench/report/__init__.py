@@ -104,6 +104,45 @@ def _accuracy_section(acc, order, fig_dir) -> Section:
     return s
 
 
+def _pretrain_section(pre, curves, order, fig_dir) -> Section:
+    s = Section("Two-stage training")
+    s.text("Each family is pre-trained on the same unlabelled sentences, in the same order, up to the same token "
+           "counts (its natural objective: masked tokens, the next token, or ELMo's two language models), then "
+           "fine-tuned on each task with the same steps and settings as its from-scratch twin (tokens = 0), which has "
+           "the same architecture, vocabulary and seed. Error bars are 95% t intervals over seeds; the dashed line is "
+           "the majority-class (or copy-the-source) baseline.")  # fmt: skip
+    s.figure(figures.save(figures.pretrain_gain(pre, order), fig_dir, "pretrain_gain"),
+             "Fine-tuned test metric against pre-training tokens.")  # fmt: skip
+    table = pre.groupby(["task", "encoder", "objective", "tokens"], sort=False).agg(
+        metric=("metric", "first"), test=("value", _ci_text), seeds=("seed", "nunique")).reset_index()  # fmt: skip
+    wide = table.pivot_table(index=["task", "metric", "encoder", "objective"], columns="tokens", values="test", aggfunc="first")
+    wide.columns = ["scratch" if c == 0 else f"{c:,} tokens" for c in wide.columns]
+    wide = wide.reset_index()
+    wide["order"] = wide["encoder"].map({e: i for i, e in enumerate(order)})
+    s.table(wide.sort_values(["task", "order"]).drop(columns="order"), "test metric by pre-training tokens, mean [95% CI] over seeds")
+    top = pre["tokens"].max()
+    gains = []
+    for (task, encoder, objective), g in pre.groupby(["task", "encoder", "objective"], sort=False):
+        by_seed = g.pivot_table(index="seed", columns="tokens", values="value")
+        if 0 in by_seed and top in by_seed and top:
+            gains.append({"task": task, "encoder": encoder, "objective": objective,
+                          "gain": _ci_text((by_seed[top] - by_seed[0]).dropna())})  # fmt: skip
+    if gains:
+        s.table(pd.DataFrame(gains), f"gain of pre-training ({top:,} tokens) over scratch, same seed, mean [95% CI]")
+    distance_cols = sorted([c for c in pre if str(c).startswith("distance=")], key=lambda c: int(c.split("=")[1]))
+    if distance_cols:
+        probe = pre.dropna(subset=distance_cols, how="all")
+        table = probe.groupby(["task", "encoder", "objective", "tokens"])[distance_cols].agg(_ci_text).reset_index()
+        s.table(table, "sense probe: test accuracy by cue distance, mean [95% CI] (chance 0.5 once the word is read)")
+    if not curves.empty:
+        s.figure(figures.save(figures.pretrain_loss(curves, order), fig_dir, "pretrain_loss"), "Pre-training loss against tokens seen.")
+        cost = curves.groupby(["encoder", "objective"]).agg(tokens=("tokens_seen", "max"), flops=("flops", "mean"),
+                                                          seconds=("train_s", "mean"), seeds=("seed", "nunique"))  # fmt: skip
+        cost["TFLOP"] = (cost.pop("flops") / 1e12).round(3)
+        s.table(cost.reset_index().round(1), "pre-training cost per run: tokens seen, estimated training FLOPs, wall time")
+    return s
+
+
 def _tuning_section(records: pd.DataFrame) -> Section | None:
     """Per encoder: the tuning budget, and the trial with the best mean validation score."""
     rows = []
@@ -144,15 +183,16 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     speed, latency, scaling, gemm = (frames.speed(records), frames.latency(records), frames.scaling(records),
                                      frames.gemm(records))  # fmt: skip
     dist, acc, failed = frames.distance(records), frames.accuracy(records), frames.failures(records)
-    frames.label_sizes(speed, latency, scaling, gemm, dist, acc)
-    order = frames.encoder_order(set().union(*(set(t["encoder"]) for t in (speed, dist, acc) if not t.empty))) or order
+    pre, curves = frames.pretrain(records), frames.pretrain_curves(records)
+    frames.label_sizes(speed, latency, scaling, gemm, dist, acc, pre, curves)
+    order = frames.encoder_order(set().union(*(set(t["encoder"]) for t in (speed, dist, acc, pre) if not t.empty))) or order
 
     intro = Section("Summary")
     ok = int((records["status"] == "ok").sum()) if len(records) else 0
     intro.text(f"Built from {len(records)} records under {run_dir} ({ok} ok, {len(records) - ok} failed); "
                f"encoders: {', '.join(order) or 'none'}; suites: {', '.join(sorted(set(records['suite']))) or 'none'}. "
                "Every number below comes from those records; `python -m bench.report DIR` rebuilds this page.")  # fmt: skip
-    verdicts = claims_mod.all_claims(*(claims_mod.by_family(t) for t in (speed, dist, acc)))
+    verdicts = claims_mod.all_claims(*(claims_mod.by_family(t) for t in (speed, dist, acc, pre)))
     claims = Section("Claims of the published comparison")
     claims.text("Each claim is judged by the rule given for it, on this run's records only; 'inconclusive' means "
                 "the intervals do not separate at this sample size or the evidence is mixed.")  # fmt: skip
@@ -168,6 +208,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
         sections.append(_distance_section(dist, order, fig_dir))
     if not acc.empty:
         sections.append(_accuracy_section(acc, order, fig_dir))
+    if not pre.empty:
+        sections.append(_pretrain_section(pre, curves, order, fig_dir))
     tuning = _tuning_section(records)
     if tuning is not None:
         sections.append(tuning)

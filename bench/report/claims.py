@@ -188,7 +188,7 @@ def task_order(acc: pd.DataFrame) -> dict:
     return _row(claim, verdict, "; ".join(evidence), rule, conditions)
 
 
-def all_claims(speed: pd.DataFrame, dist: pd.DataFrame, acc: pd.DataFrame) -> pd.DataFrame:
+def all_claims(speed: pd.DataFrame, dist: pd.DataFrame, acc: pd.DataFrame, pre: pd.DataFrame | None = None) -> pd.DataFrame:
     rows = []
     for mode in ("infer", "train"):
         rows.append(speed_order(speed, [TRANSFORMER, CNN, RNN], "Transformer > CNN > RNN, parameter-matched", mode))
@@ -196,4 +196,71 @@ def all_claims(speed: pd.DataFrame, dist: pd.DataFrame, acc: pd.DataFrame) -> pd
                                 "Transformer-Base > CNN > Transformer-Big > RNN", mode))  # fmt: skip
         rows.append(rnn_slowdown(speed, mode))
     rows += [agreement_beyond(dist), cnn_behind(dist), task_order(acc)]
+    pre = pd.DataFrame() if pre is None else pre
+    rows += [pretrain_helps_transformer_most(pre), small_data_gap_closes(pre)]
     return pd.DataFrame(rows)
+
+
+def _pretrain_scores(pre: pd.DataFrame) -> pd.DataFrame | None:
+    """Per encoder, seed and arm (scratch, or the largest pre-training budget), the 0-to-1 score
+    averaged over tasks; the mlm objective where several were run."""
+    if pre.empty:
+        return None
+    objective = "mlm" if "mlm" in set(pre["objective"]) else sorted(set(pre["objective"]))[0]
+    part = pre[pre["objective"] == objective]
+    top = part["tokens"].max()
+    if top == 0:
+        return None
+    part = part[part["tokens"].isin([0, top])].assign(arm=lambda f: np.where(f["tokens"] == 0, "scratch", "pretrained"))
+    return part.groupby(["encoder", "seed", "arm"])["score"].mean().unstack("arm")
+
+
+SCORE = ("score = (test metric - baseline) / (perfect - baseline), averaged over the fine-tuning tasks per seed; "
+         "gain = pre-trained (largest budget) minus scratch score")
+
+
+def pretrain_helps_transformer_most(pre: pd.DataFrame) -> dict:
+    claim = "Two-stage training helps the Transformer most"
+    rule = f"{SCORE}; transformer gain minus each other family's gain, {DIFF_RULE}: holds if above both, does not hold if below either"
+    scores = _pretrain_scores(pre)
+    if scores is None or TRANSFORMER not in scores.index.get_level_values(0) or len(set(scores.index.get_level_values(0))) < 2:
+        return _row(claim, MISSING, "needs pretrain records of the transformer and another family "
+                    "(run `python -m bench suite=pretrain`)", rule, "")  # fmt: skip
+    gain = (scores["pretrained"] - scores["scratch"]).dropna()
+    trans = gain.loc[TRANSFORMER].tolist()
+    diffs = {e: welch_diff(trans, gain.loc[e].tolist()) for e in set(gain.index.get_level_values(0)) - {TRANSFORMER}}
+    verdict = (HOLDS if all(d.low > 0 for d in diffs.values()) else
+               FAILS if any(d.high < 0 for d in diffs.values()) else UNSURE)  # fmt: skip
+    evidence = ("mean gain: " + ", ".join(f"{e} {gain.loc[e].mean():+.3f}" for e in sorted(set(gain.index.get_level_values(0))))
+                + "; transformer minus " + "; ".join(f"{e}: {d}" for e, d in sorted(diffs.items())))  # fmt: skip
+    return _row(claim, verdict, evidence, rule, _pretrain_conditions(pre))
+
+
+def small_data_gap_closes(pre: pd.DataFrame) -> dict:
+    claim = "With pre-training, the small-data gap between the Transformer and the RNN closes"
+    rule = (f"{SCORE}; gap = lstm minus transformer score per seed, {DIFF_RULE.replace('difference of means', 'gap')}: "
+            "holds if the scratch gap is above 0 and the pre-trained gap is not, and the gap shrank (interval of "
+            "pre-trained minus scratch gap below 0); does not hold if the pre-trained gap stays above 0; inconclusive "
+            "if there is no scratch gap to close")  # fmt: skip
+    scores = _pretrain_scores(pre)
+    if scores is None or not {RNN, TRANSFORMER} <= set(scores.index.get_level_values(0)):
+        return _row(claim, MISSING, "needs pretrain records of the lstm and the transformer", rule, "")
+    gaps = {arm: welch_diff(scores.loc[RNN][arm].dropna().tolist(), scores.loc[TRANSFORMER][arm].dropna().tolist())
+            for arm in ("scratch", "pretrained")}  # fmt: skip
+    per_seed = {arm: (scores.loc[RNN][arm] - scores.loc[TRANSFORMER][arm]).dropna() for arm in gaps}
+    shrink = welch_diff(per_seed["pretrained"].tolist(), per_seed["scratch"].tolist())
+    if not gaps["scratch"].low > 0:
+        verdict = UNSURE
+    elif gaps["pretrained"].low > 0:
+        verdict = FAILS
+    else:
+        verdict = HOLDS if shrink.high < 0 else UNSURE
+    evidence = (f"lstm minus transformer score: scratch {gaps['scratch']}, pre-trained {gaps['pretrained']}; "
+                f"change {shrink}")  # fmt: skip
+    return _row(claim, verdict, evidence, rule, _pretrain_conditions(pre))
+
+
+def _pretrain_conditions(pre: pd.DataFrame) -> str:
+    tasks = ", ".join(dict.fromkeys(pre["task"]))
+    return (f"tasks {tasks}; {pre['seed'].nunique()} seeds; pre-training tokens {sorted(set(pre['tokens']) - {0})}; "
+            "encoder parameters " + ", ".join(f"{e} {int(p):,}" for e, p in pre.groupby("encoder")["encoder_params"].median().items()))

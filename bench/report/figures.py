@@ -162,3 +162,45 @@ def pareto(acc: pd.DataFrame, order) -> plt.Figure:
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.08))
     fig.tight_layout()
     return fig
+
+
+def pretrain_gain(pre: pd.DataFrame, order) -> plt.Figure:
+    """Fine-tuned test metric against pre-training tokens (0: from scratch), one panel per task:
+    mean over seeds with 95% t error bars; one line per encoder and objective."""
+    tasks = list(dict.fromkeys(pre["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.3 * len(tasks), 3.5), squeeze=False)
+    colors = palette(order)
+    styles = {o: s for o, s in zip(sorted(set(pre["objective"])), ["-", "--", ":"])}
+    for ax, task in zip(axes.flat, tasks):
+        part = pre[pre["task"] == task]
+        for (encoder, objective), g in part.groupby(["encoder", "objective"]):
+            points = [(t, mean_ci(h["value"])) for t, h in g.groupby("tokens")]
+            xs = [t for t, _ in points]
+            ys = [ci.estimate for _, ci in points]
+            err = [[0 if np.isnan(ci.low) else ci.estimate - ci.low for _, ci in points],
+                   [0 if np.isnan(ci.high) else ci.high - ci.estimate for _, ci in points]]  # fmt: skip
+            label = encoder if len(styles) == 1 else f"{encoder} {objective}"
+            ax.errorbar(xs, ys, yerr=err, color=colors.get(encoder), linestyle=styles[objective], marker="o",
+                        capsize=3, label=label)  # fmt: skip
+        ax.axhline(part["baseline"].mean(), linestyle="--", color="grey", linewidth=1, label="baseline")
+        ax.set_xscale("symlog", linthresh=max(1, min([t for t in part["tokens"] if t > 0], default=1)))
+        ax.set_xlabel("pre-training tokens (0 = scratch)")
+        ax.set_ylabel(f"test {part['metric'].iloc[0]}")
+        ax.set_title(task)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), bbox_to_anchor=(0.5, -0.1))
+    fig.tight_layout()
+    return fig
+
+
+def pretrain_loss(curves: pd.DataFrame, order) -> plt.Figure:
+    """Pre-training loss against tokens seen, per encoder (seeds pooled: mean and 95% band)."""
+    data = _objects(curves.assign(run=curves["encoder"] + " " + curves["objective"]), "encoder", "objective", "run")
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    present = [e for e in order if e in set(data["encoder"])]
+    sns.lineplot(data=data, x="tokens", y="loss", hue="encoder", hue_order=present, style="objective",
+                 palette=palette(order), errorbar=("ci", 95), ax=ax)  # fmt: skip
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel("pre-training loss (nats per predicted token)")
+    fig.tight_layout()
+    return fig

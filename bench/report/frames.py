@@ -151,3 +151,39 @@ def environment(records: pd.DataFrame) -> dict:
         "command": values(lambda e: e.get("command")),
         "measured": [f"{records['started'].min()} to {records['ended'].max()}"] if len(records) else [],
     }
+
+
+def pretrain(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per fine-tuning run of the pretrain suite: task, encoder, objective, pre-training tokens
+    (0: from scratch), seed, the test metric, its baseline and a score from 0 (baseline) to 1 (perfect)."""
+    rows = []
+    for _, r in _ok(records, "pretrain").iterrows():
+        if r["task"] == "pretrain":
+            continue
+        info, m = r["info"], _metrics(r)
+        metric = info["selection_metric"]
+        value, base = m.get(("test", metric)), m.get(("test", f"baseline_{metric}"))
+        top = 100.0 if metric in ("bleu", "chrf") else 1.0
+        score = (value - base) / (top - base) if value is not None and base is not None and top != base else None
+        rows.append({"task": r["task"], "type": info["type"], "encoder": r["encoder"], "budget": budget(r),
+                     "seed": r["seed"], "objective": info["objective"], "tokens": int(info["pretrain_tokens"]),
+                     "metric": metric, "value": value, "baseline": base, "score": score,
+                     "pretrain_flops": (info.get("checkpoint") or {}).get("flops"),
+                     "encoder_params": info.get("encoder_params"),
+                     **{setting: v for (setting, _), v in m.items() if setting.startswith("distance=")}})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def pretrain_curves(records: pd.DataFrame) -> pd.DataFrame:
+    """Pre-training loss against tokens seen, one row per logged point."""
+    rows = []
+    for _, r in _ok(records, "pretrain").iterrows():
+        if r["task"] != "pretrain":
+            continue
+        info = r["info"]
+        for point in info["curve"]:
+            rows.append({"encoder": r["encoder"], "budget": budget(r), "objective": info["objective"], "seed": r["seed"],
+                         "tokens": point["tokens"], "loss": point["loss"], "flops": info["flops"],
+                         "tokens_seen": info["tokens_seen"], "train_s": info["train_s"],
+                         "encoder_params": info.get("encoder_params")})  # fmt: skip
+    return pd.DataFrame(rows)
