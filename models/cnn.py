@@ -3,8 +3,8 @@
 Each layer is a pre-norm residual block ``x + dropout(act(conv(norm(x))))`` whose
 ``Conv1d`` has the dilation given by the schedule: ``dilations`` (default
 1, 2, 4, 8) repeated ``n_blocks`` times. Centred padding in the default mode,
-left padding in causal mode; the mask is re-applied after every block, so
-padding never leaks into real positions.
+left padding in causal mode; the mask is re-applied after every norm and every
+block, so padding never leaks into real positions.
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ class DilatedBlock(nn.Module):
         self.conv = nn.Conv1d(d_model, d_model, kernel_size, dilation=dilation)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.norm(x).transpose(1, 2)  # (B, D, T)
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm(x)
+        if keep is not None:  # a norm's bias would turn zero padding into values the conv carries over
+            h = h.masked_fill(~keep, 0.0)
+        h = h.transpose(1, 2)  # (B, D, T)
         h = self.conv(F.pad(h, self.pad))  # (B, D, T): the padding keeps the length
         return x + self.dropout(F.gelu(h.transpose(1, 2)))  # (B, T, D)
 
@@ -80,7 +83,7 @@ class CNNEncoder(nn.Module):
         keep = mask[..., None]  # (B, T, 1)
         x = x.masked_fill(~keep, 0.0)
         for block in self.blocks:
-            x = block(x).masked_fill(~keep, 0.0)
+            x = block(x, keep).masked_fill(~keep, 0.0)
         return self.norm(x).masked_fill(~keep, 0.0)
 
 
@@ -108,7 +111,7 @@ class CNNDecoder(nn.Module):
         keep = y_mask[..., None]  # (B, S, 1)
         y = y.masked_fill(~keep, 0.0)
         for block, norm, attn in zip(self.blocks, self.attn_norms, self.attns):
-            y = block(y)
+            y = block(y, keep)
             y = (y + attn(norm(y), memory, memory_mask)).masked_fill(~keep, 0.0)
         return self.norm(y).masked_fill(~keep, 0.0)
 

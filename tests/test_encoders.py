@@ -16,7 +16,14 @@ SMALL = {"transformer": {"n_heads": 2}}
 
 def make(name, causal, **kw):
     torch.manual_seed(0)
-    return build_encoder(name, d_model=D, causal=causal, **{**SMALL.get(name, {}), **kw}).eval()
+    enc = build_encoder(name, d_model=D, causal=causal, **{**SMALL.get(name, {}), **kw}).eval()
+    with torch.no_grad():  # as after training: no norm bias or gain left at its initial 0 or 1
+        for module in enc.modules():
+            if isinstance(module, (torch.nn.LayerNorm, torch.nn.RMSNorm)) and module.weight is not None:
+                module.weight.uniform_(0.5, 1.5)
+                if getattr(module, "bias", None) is not None:
+                    module.bias.uniform_(-1, 1)
+    return enc
 
 
 def lengths_to_mask(lengths, T):
