@@ -123,14 +123,16 @@ class UnitTimeout(Exception):
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float | None):
-    """Raise UnitTimeout in this (main) thread after ``seconds``; no limit when None."""
+def time_limit(seconds: float | None, name: str = "limits.unit_seconds", limit: float | None = None):
+    """Raise UnitTimeout in this (main) thread after ``seconds``, naming the setting ``name``=``limit``
+    that set it; no limit when None."""
+    limit = seconds if limit is None else limit
     if not seconds or not hasattr(signal, "setitimer"):
         yield
         return
 
     def overrun(signum, frame):
-        raise UnitTimeout(f"ran past the limit of limits.unit_seconds={seconds:g} s")
+        raise UnitTimeout(f"ran past the limit of {name}={limit:g} s")
 
     previous = signal.signal(signal.SIGALRM, overrun)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -141,22 +143,34 @@ def time_limit(seconds: float | None):
         signal.signal(signal.SIGALRM, previous)
 
 
-def limit_memory(gigabytes: float | None) -> None:
-    """Cap this process's address space, so an allocation past it fails (and is recorded) instead
-    of the machine swapping or the kernel killing the whole sweep."""
+@contextlib.contextmanager
+def memory_limit(gigabytes: float | None):
+    """Cap this process's address space while the job runs, so an allocation past it fails (and is
+    recorded) instead of the machine swapping or the kernel killing the whole sweep; the previous
+    limit comes back afterwards, so the next job of a sweep in this process starts uncapped."""
     if not gigabytes:
+        yield
         return
     import resource
 
-    cap = int(gigabytes * 2**30)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    previous = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (int(gigabytes * 2**30), previous[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, previous)
 
 
 def run_job(cfg: DictConfig, out_dir: Path) -> dict:
     """Run every unit of ``cfg.suite`` for ``cfg.model``; return counts of ok, failed and skipped."""
+    with memory_limit(cfg.limits.memory_gb):
+        return _run_units(cfg, out_dir)
+
+
+def _run_units(cfg: DictConfig, out_dir: Path) -> dict:
+    job_deadline = time.perf_counter() + cfg.limits.job_seconds if cfg.limits.job_seconds else None
     threads = cfg.threads or job_threads()
     torch.set_num_threads(threads)
-    limit_memory(cfg.limits.memory_gb)
     device = resolve_device(cfg.device)
     suite = importlib.import_module(SUITES[cfg.suite])
     ctx = Context(cfg=cfg, encoder=encoder_label(cfg), device=device, out_dir=out_dir, threads=threads)
@@ -177,8 +191,13 @@ def run_job(cfg: DictConfig, out_dir: Path) -> dict:
         )  # fmt: skip
         seed_everything(cfg.seed if unit.seed is None else unit.seed)
         t0 = time.perf_counter()
+        seconds, name, limit = cfg.limits.unit_seconds, "limits.unit_seconds", cfg.limits.unit_seconds
+        if job_deadline is not None and (seconds is None or job_deadline - t0 < seconds):
+            seconds, name, limit = max(job_deadline - t0, 1e-3), "limits.job_seconds", cfg.limits.job_seconds
         try:
-            with time_limit(cfg.limits.unit_seconds):
+            if job_deadline is not None and t0 >= job_deadline:
+                raise UnitTimeout(f"not started: the job ran past the limit of limits.job_seconds={limit:g} s")
+            with time_limit(seconds, name, limit):
                 record.metrics, record.info = suite.run(ctx, unit)
         except (UserError, Abort) as err:
             raise Abort(str(err)) from None

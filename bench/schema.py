@@ -134,9 +134,10 @@ class PretrainConfig:
 
 @dataclass
 class LimitsConfig:
-    """Per-unit limits; a unit that overruns is recorded as failed and the sweep goes on."""
+    """Time and memory limits; whatever overruns is recorded as failed and the sweep goes on."""
 
-    unit_seconds: Optional[float] = field(default=None, metadata=_range(0.001))
+    unit_seconds: Optional[float] = field(default=None, metadata=_range(0.001))  # each measurement or training run
+    job_seconds: Optional[float] = field(default=None, metadata=_range(0.001))  # one job (encoder x suite) in all
     memory_gb: Optional[float] = field(default=None, metadata=_range(0.01))  # address space of the job process
 
 

@@ -69,7 +69,10 @@ def test_a_killed_sweep_resumes_only_the_missing_jobs(tmp_path):
 @pytest.mark.slow
 def test_sigint_stops_cleanly_and_keeps_finished_records(tmp_path):
     out = tmp_path / "run"
-    proc = bench(*tiny(*THREE), "model=cnn,lstm", f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")
+    # the first unit (tagging) ends in seconds; the next trains for far longer than the test waits, so the
+    # interrupt always lands mid-sweep
+    proc = bench(*tiny(*THREE), "++tasks.classification.train.steps=1000000", "model=cnn,lstm",
+                 f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
     wait_for_records(out, 1, proc)
     os.killpg(proc.pid, signal.SIGINT)
     log = proc.communicate(timeout=60)[0]
@@ -91,19 +94,26 @@ def test_a_job_out_of_memory_is_recorded_failed_and_the_sweep_goes_on(tmp_path):
     assert records.loc[60000, "status"] == "failed" and "memory" in records.loc[60000, "reason"]
 
 
-def test_a_unit_past_its_time_limit_is_recorded_failed(compose, tmp_path, monkeypatch):
+def fake_suite(monkeypatch, units, run):
+    """Stand a suite of the given units and run function in for the speed suite."""
     import types
 
     from bench import runner
+
+    suite = types.ModuleType("fake_suite")
+    suite.SECTIONS = ()
+    suite.units = lambda cfg: units
+    suite.run = run
+    suite.headline = lambda record: ""
+    monkeypatch.setitem(sys.modules, "fake_suite", suite)
+    monkeypatch.setitem(runner.SUITES, "speed", "fake_suite")
+
+
+def test_a_unit_past_its_time_limit_is_recorded_failed(compose, tmp_path, monkeypatch):
     from bench.runner import Unit, run_job
 
-    suite = types.ModuleType("slow_suite")
-    suite.SECTIONS = ()
-    suite.units = lambda cfg: [Unit("slow"), Unit("quick")]
-    suite.run = lambda ctx, unit: (time.sleep(5 if unit.task == "slow" else 0), ([], {}))[1]
-    suite.headline = lambda record: ""
-    monkeypatch.setitem(sys.modules, "slow_suite", suite)
-    monkeypatch.setitem(runner.SUITES, "speed", "slow_suite")
+    fake_suite(monkeypatch, [Unit("slow"), Unit("quick")],
+               lambda ctx, unit: (time.sleep(5 if unit.task == "slow" else 0), ([], {}))[1])  # fmt: skip
     start = time.perf_counter()
     run_job(compose("suite=speed", "limits.unit_seconds=0.3"), tmp_path)
     assert time.perf_counter() - start < 3
@@ -113,16 +123,48 @@ def test_a_unit_past_its_time_limit_is_recorded_failed(compose, tmp_path, monkey
 
 
 @pytest.mark.slow
+def test_a_job_past_its_time_limit_records_the_overrun_as_failed(tmp_path):
+    out = tmp_path / "run"
+    # tagging takes seconds; classification would train for hours, and the job has 25 s in all
+    proc = bench(*tiny("tagging", "classification"), "++tasks.classification.train.steps=1000000", "model=cnn",
+                 "hydra.mode=RUN", "limits.job_seconds=25", f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+    start = time.time()
+    log = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, log[-2000:]
+    assert time.time() - start < 120
+    records = load_records(out).set_index("task")
+    assert records.loc["tagging", "status"] == "ok"
+    assert records.loc["classification", "status"] == "failed"
+    assert "limits.job_seconds=25" in records.loc["classification", "reason"]
+
+
+def test_the_memory_cap_holds_for_its_job_only(compose, tmp_path, monkeypatch):
+    import resource
+
+    from bench.runner import Unit, run_job
+
+    before, seen = resource.getrlimit(resource.RLIMIT_AS), []
+    fake_suite(monkeypatch, [Unit("one")],
+               lambda ctx, unit: (seen.append(resource.getrlimit(resource.RLIMIT_AS)[0]), ([], {}))[1])  # fmt: skip
+    run_job(compose("suite=speed", "limits.memory_gb=64"), tmp_path)
+    assert seen == [64 * 2**30]
+    assert resource.getrlimit(resource.RLIMIT_AS) == before, "the next job of the sweep must not inherit the cap"
+
+
+@pytest.mark.slow
 def test_two_sweeps_writing_into_one_folder_at_once_lose_nothing(tmp_path):
     out = tmp_path / "run"
-    common = ["model=cnn", "hydra.mode=RUN", f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}"]
-    procs = [bench(*tiny(t), *common) for t in ("tagging", "classification", "pair", "pair")]
+    common = [*tiny("tagging", "classification"), f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}"]
+    # the same four jobs, in opposite orders, so that the sweeps meet on every job's folder
+    procs = [bench("-m", *common, f"model={models}") for models in ("cnn,lstm", "lstm,cnn")]
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), [log[-1000:] for log in logs]
     all_records_parse(out)
     records = load_records(out)
-    assert sorted(records["task"]) == ["classification", "pair", "tagging"]  # the two pair runs share one key
-    assert not list(out.rglob("records/.*"))  # no temporary file left behind
+    assert sorted(zip(records["encoder"], records["task"])) == [
+        ("cnn", "classification"), ("cnn", "tagging"), ("lstm", "classification"), ("lstm", "tagging")]
+    assert (records["status"] == "ok").all() and records["key"].is_unique
+    assert not list(out.rglob("records/.*")) and not list(out.rglob("records/*.tmp"))  # no temporary file left
 
 
 @pytest.mark.slow
