@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 SCHEMA_VERSION = 1
-SUMMARY_COLUMNS = ["suite", "encoder", "task", "setting", "metric", "value", "seed"]
+SUMMARY_COLUMNS = ["suite", "encoder", "task", "variant", "setting", "metric", "value", "seed"]
 
 
 def now() -> str:
@@ -103,8 +103,15 @@ def load_records(root: Path):
     return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
 
 
+def _variant(info) -> str:
+    """What else tells two records of one suite, encoder and task apart: dtype, pre-training arm."""
+    info = info if isinstance(info, dict) else {}
+    parts = [f"{k}={info[k]}" for k in ("dtype", "objective", "pretrain_tokens") if info.get(k) is not None]
+    return ",".join(parts)
+
+
 def summary_frame(records):
-    """Long form, one row per number: suite, encoder, task, setting, metric, value, seed."""
+    """Long form, one row per number: suite, encoder, task, variant, setting, metric, value, seed."""
     import pandas as pd
 
     rows = [
@@ -112,6 +119,7 @@ def summary_frame(records):
             "suite": r["suite"],
             "encoder": r["encoder"],
             "task": r["task"],
+            "variant": _variant(r["info"]),
             "setting": m.get("setting"),
             "metric": m["metric"],
             "value": m["value"],

@@ -139,13 +139,17 @@ def fit_exponent(seq_lens: list[int], seconds: list[float]) -> float:
 
 
 def _scaling(ctx: Context, dtype: str) -> tuple[list[dict], dict]:
-    """Scaling exponents from this job's throughput records (time per batch against T)."""
+    """Scaling exponents from this job's throughput records: time per sequence (a batch's time over its
+    size, which shrinks at long T under speed.max_tokens) against T."""
     per_metric: dict[str, dict[int, float]] = {"infer_ms": {}, "train_ms": {}}
+    batches: dict[int, int] = {}
     for rec in iter_records(ctx.out_dir):
         if rec["status"] == "ok" and rec["task"] == "throughput" and rec["info"].get("dtype") == dtype:
             for m in rec["metrics"]:
                 if m["metric"] in per_metric:
-                    per_metric[m["metric"]][int(m["setting"])] = m["value"]
+                    T = int(m["setting"])
+                    batches[T] = rec["info"]["B"]
+                    per_metric[m["metric"]][T] = m["value"] / batches[T]
     rows, info = [], {"dtype": dtype}
     for metric, points in per_metric.items():
         if len(points) < 2:
@@ -154,7 +158,8 @@ def _scaling(ctx: Context, dtype: str) -> tuple[list[dict], dict]:
         setting = f"{lens[0]}-{lens[-1]}"
         rows.append({"setting": setting, "metric": metric.replace("_ms", "_exponent"),
                      "value": fit_exponent(lens, [points[t] for t in lens])})  # fmt: skip
-        info[metric] = {"seq_lens": lens, "fitted_on": setting}
+        info[metric] = {"seq_lens": lens, "fitted_on": setting, "batch_sizes": [batches[t] for t in lens],
+                        "ms_per_sequence": [points[t] for t in lens]}  # fmt: skip
     if not rows:
         raise RuntimeError(f"no {dtype} throughput records to fit a scaling exponent on")
     return rows, info

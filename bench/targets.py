@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         target(f"Transformer vs nn.TransformerEncoder throughput, T={T}", ratio, f">= {goal}x", ratio >= goal, "x")
 
     cnn = models.build_encoder(**sizes["cnn"]).eval()
-    for T in (128, 256, 512):
+    for T in (32, 64, 128, 256, 512):
         x, mask = inputs(T, cnn.d_model)
         with torch.no_grad():
             med = compare({"cnn": lambda: cnn(x, mask)}, args.min_run_time / 2)

@@ -31,6 +31,8 @@ def test_smoke_runs_everything_into_the_run_dir_and_resumes(tmp_path):
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary["suite"]) == {"speed", "distance", "accuracy"}
     assert set(summary["encoder"]) == {"lstm", "cnn", "transformer"}
+    key = ["suite", "encoder", "task", "variant", "setting", "metric", "seed"]
+    assert not summary.duplicated(key).any(), summary[summary.duplicated(key, keep=False)].head()
     assert (out / "report.md").exists() and (out / "report.html").exists() and (out / "figures" / "distance.png").exists()
     log = first.stdout + first.stderr
     assert "FAILED" not in log, [line for line in log.splitlines() if "FAILED" in line]

@@ -9,9 +9,10 @@ import pytest
 from bench.records import Record, has_ok_record, load_records, write_record, write_summary
 
 
-def make(key, status="ok", metrics=None, seed=0):
+def make(key, status="ok", metrics=None, seed=0, info=None):
     return Record(key=key, suite="speed", encoder="lstm", task="throughput", seed=seed, status=status,
-                  metrics=metrics if metrics is not None else [{"setting": 128, "metric": "tok_s", "value": 1.5}])  # fmt: skip
+                  metrics=metrics if metrics is not None else [{"setting": 128, "metric": "tok_s", "value": 1.5}],
+                  info=info or {})  # fmt: skip
 
 
 def test_a_written_record_reads_back_with_its_schema_version(tmp_path):
@@ -52,8 +53,16 @@ def test_summary_is_long_form_one_row_per_number_of_ok_records(tmp_path):
     write_record(tmp_path, make("a", metrics=rows, seed=3))
     write_record(tmp_path, make("b", status="failed", metrics=[]))
     summary = pd.read_csv(write_summary(tmp_path))
-    assert list(summary.columns) == ["suite", "encoder", "task", "setting", "metric", "value", "seed"]
+    assert list(summary.columns) == ["suite", "encoder", "task", "variant", "setting", "metric", "value", "seed"]
     assert summary["value"].tolist() == [1.0, 2.0] and set(summary["seed"]) == {3}
+
+
+def test_summary_tells_variants_of_one_encoder_and_task_apart(tmp_path):
+    row = [{"setting": 32, "metric": "tok_s", "value": 1.0}]
+    write_record(tmp_path, make("a", metrics=row, info={"dtype": "fp32"}))
+    write_record(tmp_path, make("b", metrics=row, info={"dtype": "bf16"}))
+    summary = pd.read_csv(write_summary(tmp_path))
+    assert sorted(summary["variant"]) == ["dtype=bf16", "dtype=fp32"]
 
 
 def test_only_an_ok_record_counts_as_done(tmp_path):
