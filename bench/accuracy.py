@@ -51,14 +51,7 @@ def prepare(ctx: Context, name: str):
         specials = ("sep",) if task.type == "pair" and task.pair_mode == "cross" else ()
         vocab, labels = build_vocabs(raw, task.type, task.vocab_size, task.min_freq, task.lowercase, specials,
                                      task.bpe_size, ctx.cfg.data.cache)  # fmt: skip
-        if task.type == "labelling":
-            data = LabellingData(raw, vocab, labels, ctx.device, task.max_len)
-        elif task.type == "classification":
-            data = ClassificationData(raw, vocab, labels, ctx.device, task.max_len)
-        elif task.type == "pair":
-            data = PairData(raw, vocab, labels, ctx.device, task.pair_mode, task.max_len)
-        else:
-            data = GenerationData(raw, vocab, ctx.device, task.max_len, task.beam_size, task.validation_limit)
+        data = encode_splits(ctx, task, raw, vocab, labels, vocab)
         ctx.cache[key] = (data, vocab, labels)
     return ctx.cache[key]
 
@@ -73,8 +66,38 @@ def build_model(ctx: Context, task, vocab, labels) -> torch.nn.Module:
         core = build_encoder_decoder(**kwargs, param_budget=2 * budget if budget else None)
         return Seq2Seq(core, len(vocab), bos=vocab.bos_id, eos=vocab.eos_id, embed_dim=embed_dim)
     encoder = models.build_encoder(**kwargs)
+    return task_model(task, encoder, TokenEmbedding(len(vocab), encoder.d_model, embed_dim), labels)
+
+
+def run(ctx: Context, unit: Unit):
+    task = ctx.cfg.tasks[unit.task]
+    data, vocab, labels = prepare(ctx, unit.task)
+    model = build_model(ctx, task, vocab, labels).to(ctx.device)
+    rows, info = train_and_score(ctx, unit, task, model, data, tag=f"{ctx.encoder} {unit.task} seed={unit.seed}")
+    core = getattr(model, "core", None)
+    encoder = core if core is not None else model.encoder
+    info.update(encoder_params=models.count_parameters(encoder), d_model=encoder.d_model, vocab_size=len(vocab),
+                n_labels=len(labels) if labels is not None else None)  # fmt: skip
+    return rows, info
+
+
+# ---- shared with the pretrain suite --------------------------------------------------------
+
+
+def encode_splits(ctx: Context, task, raw, vocab, labels, codec):
+    """The task's splits encoded for its type (``codec`` turns generation text into ids)."""
+    if task.type == "labelling":
+        return LabellingData(raw, vocab, labels, ctx.device, task.max_len)
+    if task.type == "classification":
+        return ClassificationData(raw, vocab, labels, ctx.device, task.max_len)
+    if task.type == "pair":
+        return PairData(raw, vocab, labels, ctx.device, task.pair_mode, task.max_len)
+    return GenerationData(raw, codec, ctx.device, task.max_len, task.beam_size, task.validation_limit)
+
+
+def task_model(task, encoder: torch.nn.Module, inputs: TokenEmbedding, labels) -> torch.nn.Module:
+    """``encoder`` under the head of a labelling, classification or pair task."""
     d = encoder.d_model
-    inputs = TokenEmbedding(len(vocab), d, embed_dim)
     if task.type == "labelling":
         return Tagger(encoder, inputs, TokenClassifier(d, len(labels)))
     if task.type == "classification":
@@ -82,29 +105,22 @@ def build_model(ctx: Context, task, vocab, labels) -> torch.nn.Module:
     return PairModel(encoder, inputs, PairClassifier(d, len(labels), task.pair_mode, task.pooling))
 
 
-def run(ctx: Context, unit: Unit):
-    task = ctx.cfg.tasks[unit.task]
-    data, vocab, labels = prepare(ctx, unit.task)
-    model = build_model(ctx, task, vocab, labels).to(ctx.device)
+def train_and_score(ctx: Context, unit: Unit, task, model, data, tag: str) -> tuple[list[dict], dict]:
+    """Train ``model`` under the task's settings; its test, validation and baseline rows and the run's facts."""
     settings = OmegaConf.merge(ctx.cfg.train, task.get("train") or {})
     data.tokens_seen = 0
-    result = train(model, data, settings, unit.seed, tag=f"{ctx.encoder} {unit.task} seed={unit.seed}")
+    result = train(model, data, settings, unit.seed, tag=tag)
     examples = result.test.pop("examples", None)
-    baseline = data.majority_baseline("test")
     rows = [{"setting": "test", "metric": k, "value": v} for k, v in result.test.items()]
     rows += [{"setting": "validation", "metric": k, "value": v} for k, v in result.validation.items()]
+    baseline = data.majority_baseline("test")
     rows += [{"setting": "test", "metric": f"baseline_{k}", "value": v} for k, v in baseline.items()]
-    core = getattr(model, "core", None)
     info = {
         "type": task.type,
         "source": task.source,
         "dataset": task.dataset,
         "selection_metric": data.selection_metric,
-        "encoder_params": models.count_parameters(core if core is not None else model.encoder),
         "params": models.count_parameters(model),
-        "d_model": (core or model.encoder).d_model,
-        "vocab_size": len(vocab),
-        "n_labels": len(labels) if labels is not None else None,
         "sizes": {split: len(data.data[split]) for split in data.data},
         "best_step": result.best_step,
         "steps": result.steps,

@@ -76,10 +76,11 @@ class ProbeData:
         return F.cross_entropy(out.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
     @torch.no_grad()
-    def scores(self, model, split) -> tuple[torch.Tensor, float]:
-        """Per-example score (accuracy over its scored positions, or squared error) and the mean loss."""
+    def scores(self, model, split) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Per-example score (accuracy over its scored positions, or squared error), per-example loss (mean
+        over its positions) and the mean loss over all positions."""
         model.eval()
-        per_example, loss_sum, count = [], 0.0, 0
+        per_example, per_loss, loss_sum, count = [], [], 0.0, 0
         for batch in self.batches(split, 256, shuffle=False, seed=0):
             inputs, mask, targets, scored, _ = batch
             out = model(inputs, mask)
@@ -87,24 +88,29 @@ class ProbeData:
                 keep = ~torch.isnan(targets)
                 err = torch.where(keep, (out - targets.nan_to_num()) ** 2, 0.0)
                 per_example.append(err.sum(1) / keep.sum(1))
+                per_loss.append(per_example[-1])
                 loss_sum += float(err.sum())
                 count += int(keep.sum())
                 continue
             if self.probe.readout == "pool":
                 per_example.append((out.argmax(-1) == targets).float())
-                loss_sum += float(F.cross_entropy(out, targets, reduction="sum"))
+                per_loss.append(F.cross_entropy(out, targets, reduction="none"))
+                loss_sum += float(per_loss[-1].sum())
                 count += len(targets)
                 continue
             valid = targets != -100
-            loss_sum += float(F.cross_entropy(out.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum"))
+            losses = F.cross_entropy(out.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="none")
+            losses = losses.view(targets.shape)  # zero where ignored
+            per_loss.append(losses.sum(1) / valid.sum(1).clamp(min=1))
+            loss_sum += float(losses.sum())
             count += int(valid.sum())
             judged = scored & valid if scored is not None else valid
             right = (out.argmax(-1) == targets) & judged
             per_example.append(right.sum(1) / judged.sum(1).clamp(min=1))
-        return torch.cat(per_example).cpu(), loss_sum / max(count, 1)
+        return torch.cat(per_example).cpu(), torch.cat(per_loss).cpu(), loss_sum / max(count, 1)
 
     def evaluate(self, model, split) -> dict:
-        per_example, loss = self.scores(model, split)
+        per_example, _, loss = self.scores(model, split)
         return {self.probe.metric: float(per_example.mean()), "loss": loss}
 
 
@@ -175,7 +181,7 @@ def run(ctx: Context, unit: Unit):
     data = ProbeData(probe, sets, ctx.device)
     model = build_probe_model(ctx, probe)
     result = train(model, data, train_settings(ctx.cfg, task), unit.seed, tag=f"{ctx.encoder} {unit.task}")
-    per_example, _ = data.scores(model, "test")
+    per_example, per_loss, _ = data.scores(model, "test")
     test_distance = sets["test"].distance
     rows, values, chances = [], [], []
     for d in distances:
@@ -188,6 +194,15 @@ def run(ctx: Context, unit: Unit):
         rows += [{"setting": d, "metric": probe.metric, "value": value},
                  {"setting": d, "metric": "chance", "value": chances[-1]},
                  {"setting": d, "metric": "n", "value": int(sel.sum())}]  # fmt: skip
+        if "loss" in chance:  # the copy task's trivial baseline is a loss
+            rows += [{"setting": d, "metric": "loss", "value": float(per_loss[sel].mean())},
+                     {"setting": d, "metric": "chance_loss", "value": chance["loss"]}]  # fmt: skip
+    attractors = sets["test"].extra.get("attractors")
+    if attractors is not None:  # agreement: the score by number of attractors, over all distances
+        for k in sorted(set(attractors.tolist())):
+            sel = attractors == k
+            rows += [{"setting": f"attractors={k}", "metric": probe.metric, "value": float(per_example[sel].mean())},
+                     {"setting": f"attractors={k}", "metric": "n", "value": int(sel.sum())}]  # fmt: skip
     reach = gradient_reach(model, data)
     rows += [{"setting": d, "metric": "grad_reach", "value": v} for d, v in reach.items() if d in distances]
     effective = effective_distance(distances, values, max(chances), probe.metric)

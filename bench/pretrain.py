@@ -38,18 +38,16 @@ from omegaconf import OmegaConf
 from torch import nn
 
 import models
-from bench.accuracy import accuracy_tasks
+from bench.accuracy import accuracy_tasks, encode_splits, task_model, train_and_score
 from bench.data.sources import load_task_data
 from bench.data.vocab import build_labels, build_vocab, tokenize
 from bench.errors import UserError
 from bench.runner import Context, Unit
 from bench.schema import model_kwargs
-from bench.textdata import ClassificationData, GenerationData, LabellingData, PairData, length_batches, pad
-from bench.train import lr_factor, train
+from bench.textdata import ClassificationData, length_batches, pad
+from bench.train import lr_factor
 from models.budget import solve_for_budget
-from models.heads import (
-    Classifier, PairClassifier, PairModel, SequenceClassifier, Tagger, TokenClassifier, TokenEmbedding,
-)  # fmt: skip
+from models.heads import TokenEmbedding
 from models.seq2seq import EncoderDecoder, Seq2Seq
 
 log = logging.getLogger("bench")
@@ -277,6 +275,7 @@ def checkpoint_key(cfg, objective: str, seed: int, digest: str, vocab, tokens: i
         "objective": objective,
         "seed": seed,
         "tokens": tokens,
+        "schedule_tokens": max(cfg.pretrain.tokens),  # the learning-rate schedule runs to the largest count
         "corpus": digest,
         "vocab": hashlib.sha256(vocab.to_json().encode()).hexdigest()[:16],
         "pretrain": {k: v for k, v in OmegaConf.to_container(cfg.pretrain, resolve=True).items()
@@ -395,14 +394,7 @@ def prepare(ctx: Context, name: str):
         task, raw = ctx.cfg.tasks[name], task_data(ctx, name)
         _, _, vocab = shared(ctx)
         labels = build_labels(raw["train"], task.type)
-        if task.type == "labelling":
-            data = LabellingData(raw, vocab, labels, ctx.device, task.max_len)
-        elif task.type == "classification":
-            data = ClassificationData(raw, vocab, labels, ctx.device, task.max_len)
-        elif task.type == "pair":
-            data = PairData(raw, vocab, labels, ctx.device, task.pair_mode, task.max_len)
-        else:
-            data = GenerationData(raw, WordCodec(vocab), ctx.device, task.max_len, task.beam_size, task.validation_limit)
+        data = encode_splits(ctx, task, raw, vocab, labels, WordCodec(vocab))
         ctx.cache[key] = (data, vocab, labels)
     return ctx.cache[key]
 
@@ -416,27 +408,24 @@ def build_model(ctx: Context, task, vocab, labels, objective: str) -> tuple[nn.M
         model = Seq2Seq(core, len(vocab), bos=vocab.special_id("bos"), eos=vocab.special_id("eos"), embed_dim=embed_dim)
         return model, core.encoder, model.embed
     encoder = models.build_encoder(**arch)
-    d = encoder.d_model
-    inputs = TokenEmbedding(len(vocab), d, embed_dim)
-    if task.type == "labelling":
-        model = Tagger(encoder, inputs, TokenClassifier(d, len(labels)))
-    elif task.type == "classification":
-        model = Classifier(encoder, inputs, SequenceClassifier(d, len(labels), task.pooling))
-    else:
-        model = PairModel(encoder, inputs, PairClassifier(d, len(labels), task.pair_mode, task.pooling))
-    return model, encoder, inputs
+    inputs = TokenEmbedding(len(vocab), encoder.d_model, embed_dim)
+    return task_model(task, encoder, inputs, labels), encoder, inputs
 
-
-def per_distance(ctx: Context, model, data, vocab, labels, name: str) -> list[dict]:
-    """Test accuracy per value of a ``distance`` column (the sense probe), when the task has one."""
+def per_setting(ctx: Context, model, data, vocab, labels, name: str) -> list[dict]:
+    """Test accuracy per value of the ``distance`` and ``distractors`` columns (the sense probe), for
+    those the task has."""
     test = task_data(ctx, name)["test"]
-    if "distance" not in test.column_names or not isinstance(data, ClassificationData):
+    if not isinstance(data, ClassificationData):
         return []
-    rows, distances = [], list(test["distance"])
-    for d in sorted(set(distances)):
-        picked = test.select([i for i, x in enumerate(distances) if x == d])
-        part = ClassificationData({"test": picked}, vocab, labels, ctx.device, data.max_len)
-        rows.append({"setting": f"distance={d}", "metric": "accuracy", "value": part.evaluate(model, "test")["accuracy"]})
+    rows = []
+    for column in ("distance", "distractors"):
+        if column not in test.column_names:
+            continue
+        values = list(test[column])
+        for v in sorted(set(values)):
+            picked = test.select([i for i, x in enumerate(values) if x == v])
+            part = ClassificationData({"test": picked}, vocab, labels, ctx.device, data.max_len)
+            rows.append({"setting": f"{column}={v}", "metric": "accuracy", "value": part.evaluate(model, "test")["accuracy"]})
     return rows
 
 
@@ -458,36 +447,12 @@ def run(ctx: Context, unit: Unit):
         inputs.load_state_dict(state["inputs"])
         source = {"path": str(path), "tokens_seen": state["tokens_seen"], "flops": state["flops"], "step": state["step"]}
     model.to(ctx.device)
-    settings = OmegaConf.merge(ctx.cfg.train, task.get("train") or {})
-    data.tokens_seen = 0
     arm = f"from {tokens} pre-trained tokens" if tokens else "from scratch"
-    result = train(model, data, settings, unit.seed, tag=f"{ctx.encoder} {unit.task} {objective} {arm} seed={unit.seed}")
-    examples = result.test.pop("examples", None)
-    rows = [{"setting": "test", "metric": k, "value": v} for k, v in result.test.items()]
-    rows += [{"setting": "validation", "metric": k, "value": v} for k, v in result.validation.items()]
-    rows += [{"setting": "test", "metric": f"baseline_{k}", "value": v} for k, v in data.majority_baseline("test").items()]
-    rows += per_distance(ctx, model, data, vocab, labels, unit.task)
-    info = {
-        "type": task.type,
-        "source": task.source,
-        "objective": objective,
-        "pretrain_tokens": tokens,
-        "checkpoint": source,
-        "selection_metric": data.selection_metric,
-        "encoder_params": models.count_parameters(encoder),
-        "params": models.count_parameters(model),
-        "d_model": encoder.d_model,
-        "vocab_size": len(vocab),
-        "sizes": {split: len(data.data[split]) for split in data.data},
-        "best_step": result.best_step,
-        "steps": result.steps,
-        "train_s": result.train_s,
-        "train_tokens_per_s": data.tokens_seen / max(result.train_s, 1e-9),
-        "curve": result.curve,
-        "examples": examples,
-    }
+    rows, info = train_and_score(ctx, unit, task, model, data, f"{ctx.encoder} {unit.task} {objective} {arm} seed={unit.seed}")
+    rows += per_setting(ctx, model, data, vocab, labels, unit.task)
+    info.update(objective=objective, pretrain_tokens=tokens, checkpoint=source,
+                encoder_params=models.count_parameters(encoder), d_model=encoder.d_model, vocab_size=len(vocab))  # fmt: skip
     return rows, info
-
 
 def headline(record: dict) -> str:
     info = record["info"]

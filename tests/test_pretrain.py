@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import models
-from bench import pretrain
+from bench import accuracy, pretrain
 from bench.data import wsd
 from bench.records import load_records
 from bench.report import claims, frames
@@ -82,7 +82,7 @@ def test_separate_stacking_keeps_padding_invariance():
     assert torch.allclose(short, padded[:, :5], atol=1e-5) and padded[:, 5:].abs().max() == 0
 
 
-def test_fine_tuning_starts_from_the_stored_checkpoint(compose, tmp_path):
+def test_fine_tuning_starts_from_the_stored_checkpoint(compose, tmp_path, monkeypatch):
     cfg = compose(*TINY, "model=cnn", "task=[tagging,wsd]", *SMALL_TASKS, f"data.cache={tmp_path / 'cache'}")
     ctx = Context(cfg=cfg, encoder="cnn", device=torch.device("cpu"), out_dir=tmp_path, threads=1)
     result = pretrain.pretrain(ctx, "mlm", seed=0)
@@ -94,18 +94,15 @@ def test_fine_tuning_starts_from_the_stored_checkpoint(compose, tmp_path):
     fresh = {k: v.clone() for k, v in encoder.state_dict().items()}
     assert any(not torch.equal(fresh[k], stored["encoder"][k]) for k in fresh), "a fresh encoder differs"
     seen = {}
-    real_train = pretrain.train
+    real_train = accuracy.train
 
     def spy(model, data, settings, seed, tag=""):  # the weights the training loop receives
         seen.update({k: v.clone() for k, v in model.encoder.state_dict().items()})
         seen["embedding"] = model.inputs.table.weight.detach().clone()
         return real_train(model, data, settings, seed, tag)
 
-    pretrain.train = spy
-    try:
-        rows, info = pretrain.run(ctx, Unit("tagging", seed=0, params={"objective": "mlm", "tokens": 800}))
-    finally:
-        pretrain.train = real_train
+    monkeypatch.setattr(accuracy, "train", spy)
+    rows, info = pretrain.run(ctx, Unit("tagging", seed=0, params={"objective": "mlm", "tokens": 800}))
     assert info["checkpoint"]["path"] == result["checkpoints"][800]["path"]
     assert all(torch.equal(seen[k], stored["encoder"][k]) for k in stored["encoder"])
     assert torch.equal(seen["embedding"], stored["inputs"]["table.weight"])
@@ -113,6 +110,19 @@ def test_fine_tuning_starts_from_the_stored_checkpoint(compose, tmp_path):
     mtime = pretrain.checkpoint_path(ctx, "mlm", 0, 800).stat().st_mtime_ns
     pretrain.load_checkpoint(ctx, "mlm", 0, 800)
     assert pretrain.checkpoint_path(ctx, "mlm", 0, 800).stat().st_mtime_ns == mtime
+
+
+def test_a_checkpoint_is_keyed_by_its_learning_rate_schedule(compose, tmp_path):
+    """The schedule runs to the largest count, so 400 tokens of a run to 800 are not 400 tokens of a run to 400."""
+
+    def path(tokens):
+        cfg = compose(*TINY, "model=cnn", "task=[tagging]", *SMALL_TASKS[:2], f"pretrain.tokens={tokens}",
+                      f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+        ctx = Context(cfg=cfg, encoder="cnn", device=torch.device("cpu"), out_dir=tmp_path, threads=1)
+        return pretrain.checkpoint_path(ctx, "mlm", 0, 400)
+
+    assert path("[400,800]") == path("[800,400]")
+    assert path("[400,800]") != path("[400]")
 
 
 def test_every_family_sees_the_same_tokens(compose, tmp_path):
@@ -136,6 +146,7 @@ def test_pretrain_suite_end_to_end_and_its_claims(compose, tmp_path):
     # per family: tasks x (scratch, 400, 800)
     assert len(pre) == 2 * 2 * 3 and set(pre["tokens"]) == {0, 400, 800}
     assert pre.filter(like="distance=").notna().any().any(), "the sense probe is scored per cue distance"
+    assert pre.filter(like="distractors=").notna().any().any(), "and per number of distractor cues"
     verdicts = claims.all_claims(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), claims.by_family(pre))
     rows = verdicts.set_index("claim")
     for claim in ("Two-stage training helps the Transformer most",

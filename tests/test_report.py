@@ -34,6 +34,8 @@ def distance_record(encoder, seed, accuracy_far):
         value = 0.95 if d <= 13 else accuracy_far + 0.01 * seed
         metrics += [{"setting": d, "metric": "accuracy", "value": value}, {"setting": d, "metric": "chance", "value": 0.5}]
     metrics.append({"setting": "all", "metric": "effective_distance", "value": 8})
+    metrics += [{"setting": f"attractors={k}", "metric": "accuracy", "value": accuracy_far + 0.01 * seed - 0.1 * k}
+                for k in range(3)]  # fmt: skip
     info = {"metric": "accuracy", "distances": distances, "receptive_field": 31 if encoder == "cnn" else None,
             "encoder_params": 1000}  # fmt: skip
     return Record(key=f"dist-{encoder}-{seed}", suite="distance", encoder=encoder, task="agreement", seed=seed,
@@ -121,12 +123,38 @@ def test_legend_order_matches_the_encoder_order(results):
     fig = figures.speed_lines(speed, {"infer_tokens_per_s": "inference"}, "tokens/s", order)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels[1 : 1 + len(order)] == order == ["lstm", "cnn", "transformer"]
-    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     colors = figures.palette(order)
     # the lstm line really carries the lstm data (slowest), not another encoder's
     lstm_y = fig.axes[0].get_lines()[0].get_ydata()
     assert np.allclose(sorted(lstm_y), sorted(speed[speed.encoder == "lstm"]["infer_tokens_per_s"]), rtol=1e-6)
-    assert tuple(fig.axes[0].get_lines()[0].get_color()[:3]) == pytest.approx(colors["lstm"][:3]) or lines
+    from matplotlib.colors import to_rgb
+
+    assert to_rgb(fig.axes[0].get_lines()[0].get_color()) == pytest.approx(to_rgb(colors["lstm"]))
+
+
+def test_each_family_keeps_its_colour_whatever_else_is_shown():
+    alone = figures.palette(["lstm", "cnn", "transformer"])
+    mixed = figures.palette(["transformer_base", "lstm (0.1M)", "lstm (3.2M)", "cnn", "transformer"])
+    assert mixed["cnn"] == alone["cnn"] and mixed["transformer"] == alone["transformer"]
+    assert len(set(mixed.values())) == len(mixed), "every name shown gets its own colour"
+    # two sizes of the lstm are shades of the lstm's colour: nearer to it than to any other family's
+    for name in ("lstm (0.1M)", "lstm (3.2M)"):
+        dist = {f: sum((a - b) ** 2 for a, b in zip(mixed[name], alone[f])) for f in alone}
+        assert min(dist, key=dist.get) == "lstm"
+
+
+def test_accuracy_by_attractors_is_tabled_from_the_records(results):
+    md = build_report(results)["md"].read_text()
+    section = md[md.index("by number of attractors"):]
+    lstm_row = next(line for line in section.splitlines() if line.startswith("| lstm"))
+    # lstm far accuracy 0.9 + 0.01 * seed over seeds 0..2, minus 0.1 per attractor: means 0.91, 0.81, 0.71
+    assert [float(c.split()[0]) for c in lstm_row.strip("|").split("|")[1:4]] == pytest.approx([0.91, 0.81, 0.71])
+
+
+def test_an_interval_never_leaves_the_metric_range():
+    ci = mean_ci([0.99, 1.0, 0.9], 0, 1)
+    assert ci.high == 1 and ci.low < ci.estimate < 1
+    assert mean_ci([0.0, 0.5, 0.01], 0, None).low == 0
 
 
 def test_mean_ci_matches_the_t_interval_by_hand():

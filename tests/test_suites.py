@@ -33,7 +33,21 @@ def test_speed_suite_records_every_measure(compose, tmp_path):
     assert frame.loc["gemm_peak", "metrics"][0]["value"] > 1e8
 
 
-@pytest.mark.parametrize("probe", ["agreement", "adding", "listops"])
+def test_scaling_exponent_is_fitted_on_time_per_sequence(monkeypatch):
+    from bench import speed
+
+    assert speed.fit_exponent([32, 64, 128], [1.0, 4.0, 16.0]) == pytest.approx(2.0)
+    # a quadratic encoder whose batch halves as T doubles: per batch the time only doubles
+    fake = [{"status": "ok", "task": "throughput", "info": {"dtype": "fp32", "B": 64 // (T // 32)},
+             "metrics": [{"setting": T, "metric": "infer_ms", "value": (64 // (T // 32)) * (T / 32) ** 2}]}
+            for T in (32, 64, 128)]  # fmt: skip
+    monkeypatch.setattr(speed, "iter_records", lambda out_dir: fake)
+    rows, info = speed._scaling(type("Ctx", (), {"out_dir": None})(), "fp32")
+    assert rows[0]["metric"] == "infer_exponent" and rows[0]["value"] == pytest.approx(2.0)
+    assert info["infer_ms"]["batch_sizes"] == [64, 32, 16]
+
+
+@pytest.mark.parametrize("probe", ["agreement", "adding", "listops", "copy"])
 def test_distance_suite_scores_each_distance_against_chance(compose, tmp_path, probe):
     cfg = compose("suite=distance", "model=transformer", f"task=[{probe}]", *TINY_TRAIN,
                   f"tasks.{probe}.n_train=64", f"tasks.{probe}.n_validation=32", f"tasks.{probe}.n_test=64")  # fmt: skip
@@ -42,8 +56,22 @@ def test_distance_suite_scores_each_distance_against_chance(compose, tmp_path, p
     rows = pd.DataFrame(record["metrics"])
     distances = record["info"]["distances"]
     metric = record["info"]["metric"]
-    assert set(rows[rows.metric == metric]["setting"]) == set(distances) | {"all"}
+    scores = rows[rows.metric == metric].set_index("setting")["value"]
+    counts = rows[rows.metric == "n"].set_index("setting")["value"]
+    by_distance = scores[[d for d in distances]]
+    extra = set(scores.index) - set(distances) - {"all"}
+    assert (bool(extra) and extra <= {f"attractors={k}" for k in range(4)}) if probe == "agreement" else not extra
     assert set(rows[rows.metric == "chance"]["setting"]) == set(distances)
+    # the buckets partition the test set: their weighted mean is the overall score
+    assert (by_distance * counts[distances]).sum() / counts[distances].sum() == pytest.approx(scores["all"], abs=1e-5)
+    if probe == "agreement":
+        by_count = [k for k in scores.index if str(k).startswith("attractors=")]
+        assert counts[by_count].sum() == counts[distances].sum() == 64
+        assert (scores[by_count] * counts[by_count]).sum() / 64 == pytest.approx(scores["all"], abs=1e-5)
+    if probe == "copy":  # Bai et al.'s trivial baseline beside the loss, per T
+        baseline = rows[rows.metric == "chance_loss"].set_index("setting")["value"]
+        assert all(baseline[d] == pytest.approx(10 * math.log(8) / (d + 20)) for d in distances)
+        assert rows[rows.metric == "loss"]["value"].gt(0).all() and len(rows[rows.metric == "loss"]) == len(distances)
     assert rows[rows.metric == "grad_reach"]["value"].ge(0).all()
     assert record["info"]["steps"] == 6
 

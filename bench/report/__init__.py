@@ -20,14 +20,29 @@ from bench.report.stats import mean_ci
 TITLE = "fxbench: LSTM vs dilated CNN vs Transformer"
 
 
-def _ci_text(values) -> str:
-    ci = mean_ci(values)
+# the range each metric can take: an interval is clipped to it (a t interval over few seeds can overshoot)
+RANGES = {"accuracy": (0, 1), "macro_f1": (0, 1), "span_f1": (0, 1), "f1": (0, 1), "bleu": (0, 100), "chrf": (0, 100),
+          "mse": (0, None), "loss": (0, None), "effective_distance": (0, None)}  # fmt: skip
+
+
+def _ci_text(values, metric: str | None = None) -> str:
+    ci = mean_ci(values, *RANGES.get(metric, (None, None)))
     return "" if ci.n == 0 else str(ci)
+
+
+def _ci_of(metric: str):
+    return lambda values: _ci_text(values, metric)
+
+
+def _ci_by_metric(frame: pd.DataFrame, keys: list[str], column: str = "value") -> pd.Series:
+    """The mean [95% CI] of ``column`` per group of ``keys``, each clipped to its group's metric's range."""
+    return frame.groupby(keys, sort=False)[[column, "metric"]].apply(lambda g: _ci_text(g[column], g["metric"].iloc[0]))
 
 
 def _speed_section(speed, latency, scaling, gemm, order, fig_dir) -> Section:
     s = Section("Speed")
-    s.text("Throughput is tokens per second at the batch size shown, median over timed calls after warm-up; "
+    s.text("Throughput is tokens per second at batch size speed.batch_size, capped at speed.max_tokens tokens per "
+           "batch (8192 on a CPU, so B shrinks at long T), median over timed calls after warm-up; "
            "a training step is forward, backward and an AdamW step. Peak memory is what one forward (or step) "
            "adds at its high-water mark, measured in a fresh process on the CPU. FLOP utilisation (MFU) divides "
            "achieved FLOP/s by the best GEMM rate of the same dtype measured in the same job.")  # fmt: skip
@@ -56,14 +71,22 @@ def _speed_section(speed, latency, scaling, gemm, order, fig_dir) -> Section:
     if not latency.empty:
         s.table(latency.sort_values(["encoder", "dtype", "T"]).round(3), "latency at batch 1 (ms)")
     if not scaling.empty:
-        s.table(scaling.round(2), "scaling exponent: slope of log time per batch against log T")
+        s.table(scaling.round(2), "scaling exponent: slope of log time per sequence against log T (1: linear, 2: quadratic)")
     if not gemm.empty:
         s.table(gemm.groupby("dtype")["GFLOP/s"].agg(["min", "max"]).round(0).reset_index(),
                 "GEMM peak measured in each job (GFLOP/s): the denominator of utilisation")  # fmt: skip
     return s
 
 
-def _distance_section(dist, order, fig_dir) -> Section:
+def _reach_back(receptive_field, causal) -> str:
+    """How far back (and, bidirectional, ahead) a finite receptive field reaches from a position."""
+    if pd.isna(receptive_field):
+        return "unbounded"
+    span = int(receptive_field) - 1
+    return f"{span} back" if causal else f"{span // 2} each side"
+
+
+def _distance_section(dist, attract, order, fig_dir) -> Section:
     s = Section("Long-distance dependencies")
     s.text("Each encoder is trained once per probe and seed on a mix of distances and scored per distance bucket "
            "on test (checkpoint picked on validation). Bands are 95% t intervals over seeds; the dashed line is "
@@ -73,17 +96,35 @@ def _distance_section(dist, order, fig_dir) -> Section:
     if dist["grad_reach"].notna().any():
         s.figure(figures.save(figures.reach_curves(dist, order), fig_dir, "reach"),
                  "Empirical reach of the trained encoders: how strongly the output at the read-out position depends "
-                 "on the input d tokens before it (each run scaled to its maximum).")  # fmt: skip
+                 "on the input d tokens before it: the norm of the gradient of a random projection of that output, "
+                 "averaged over test examples, each run scaled to its maximum; a missing point is exactly zero "
+                 "(beyond a receptive field).")  # fmt: skip
     for probe, part in dist.groupby("probe", sort=False):
-        table = part.groupby(["encoder", "distance"])["value"].apply(_ci_text).unstack("distance")
+        table = part.groupby(["encoder", "distance"])["value"].apply(_ci_of(part["metric"].iloc[0])).unstack("distance")
         table = table.reindex([e for e in order if e in table.index])
         s.table(table.reset_index(), f"{probe}: test {part['metric'].iloc[0]} by distance, mean [95% CI] over seeds")
-    eff = dist.groupby(["probe", "encoder", "seed"])[["effective_distance", "receptive_field"]].first().reset_index()
+        if "chance_loss" in part and part["chance_loss"].notna().any():
+            loss = part.groupby(["encoder", "distance"])["loss"].apply(_ci_of("loss")).unstack("distance")
+            loss = loss.reindex([e for e in order if e in loss.index]).reset_index()
+            baseline = part.groupby("distance")["chance_loss"].first()
+            loss = pd.concat([loss, pd.DataFrame([{"encoder": "trivial baseline", **baseline.round(4).to_dict()}])])
+            s.table(loss, f"{probe}: test loss per position by T, mean [95% CI], beside the trivial baseline "
+                          "10 ln 8 / (T + 20) (blanks right, the digits uniform)")  # fmt: skip
+        if not attract.empty and probe in set(attract["probe"]):
+            by_count = attract[attract["probe"] == probe]
+            table = by_count.groupby(["encoder", "attractors"])["value"].apply(_ci_of(by_count["metric"].iloc[0]))
+            table = table.unstack("attractors")
+            table = table.reindex([e for e in order if e in table.index])
+            s.table(table.reset_index(), f"{probe}: test {by_count['metric'].iloc[0]} by number of attractors "
+                                         "(opposite-number nouns between subject and verb), over all distances")  # fmt: skip
+    eff = dist.groupby(["probe", "encoder", "seed"])[["effective_distance", "receptive_field", "causal"]].first().reset_index()
     table = eff.groupby(["probe", "encoder"]).agg(
-        effective_distance=("effective_distance", _ci_text), receptive_field=("receptive_field", "first"),
-        seeds=("seed", "nunique")).reset_index()  # fmt: skip
+        effective_distance=("effective_distance", _ci_of("effective_distance")), receptive_field=("receptive_field", "first"),
+        causal=("causal", "first"), seeds=("seed", "nunique")).reset_index()  # fmt: skip
+    table["reach"] = [_reach_back(rf, c) for rf, c in zip(table["receptive_field"], table["causal"])]
     table["receptive_field"] = table["receptive_field"].map(lambda v: "unbounded" if pd.isna(v) else int(v))
-    s.table(table, "effective distance, mean [95% CI] over seeds, and the theoretical receptive field")
+    s.table(table.drop(columns="causal"), "effective distance, mean [95% CI] over seeds; the theoretical receptive field "
+            "(the whole window, in tokens) and how far it reaches from a position")  # fmt: skip
     return s
 
 
@@ -94,9 +135,10 @@ def _accuracy_section(acc, order, fig_dir) -> Section:
            "the majority-class (or copy-the-source) baseline.")  # fmt: skip
     s.figure(figures.save(figures.accuracy_points(acc, order), fig_dir, "accuracy"), "Test metric per task.")
     table = acc.groupby(["task", "encoder"], sort=False).agg(
-        type=("type", "first"), metric=("metric", "first"), test=("value", _ci_text), baseline=("baseline", "mean"),
+        type=("type", "first"), metric=("metric", "first"), baseline=("baseline", "mean"),
         seeds=("seed", "nunique"), encoder_params=("encoder_params", "median"),
         train_tokens_per_s=("train_tokens_per_s", "mean")).reset_index()  # fmt: skip
+    table.insert(4, "test", _ci_by_metric(acc, ["task", "encoder"]).to_numpy())
     table["order"] = table["encoder"].map({e: i for i, e in enumerate(order)})
     s.table(table.sort_values(["task", "order"]).drop(columns="order").round(3), "test metric, mean [95% CI] over seeds")
     s.figure(figures.save(figures.pareto(acc, order), fig_dir, "pareto"),
@@ -114,7 +156,8 @@ def _pretrain_section(pre, curves, order, fig_dir) -> Section:
     s.figure(figures.save(figures.pretrain_gain(pre, order), fig_dir, "pretrain_gain"),
              "Fine-tuned test metric against pre-training tokens.")  # fmt: skip
     table = pre.groupby(["task", "encoder", "objective", "tokens"], sort=False).agg(
-        metric=("metric", "first"), test=("value", _ci_text), seeds=("seed", "nunique")).reset_index()  # fmt: skip
+        metric=("metric", "first"), seeds=("seed", "nunique")).reset_index()  # fmt: skip
+    table["test"] = _ci_by_metric(pre, ["task", "encoder", "objective", "tokens"]).to_numpy()
     wide = table.pivot_table(index=["task", "metric", "encoder", "objective"], columns="tokens", values="test", aggfunc="first")
     wide.columns = ["scratch" if c == 0 else f"{c:,} tokens" for c in wide.columns]
     wide = wide.reset_index()
@@ -129,11 +172,12 @@ def _pretrain_section(pre, curves, order, fig_dir) -> Section:
                           "gain": _ci_text((by_seed[top] - by_seed[0]).dropna())})  # fmt: skip
     if gains:
         s.table(pd.DataFrame(gains), f"gain of pre-training ({top:,} tokens) over scratch, same seed, mean [95% CI]")
-    distance_cols = sorted([c for c in pre if str(c).startswith("distance=")], key=lambda c: int(c.split("=")[1]))
-    if distance_cols:
-        probe = pre.dropna(subset=distance_cols, how="all")
-        table = probe.groupby(["task", "encoder", "objective", "tokens"])[distance_cols].agg(_ci_text).reset_index()
-        s.table(table, "sense probe: test accuracy by cue distance, mean [95% CI] (chance 0.5 once the word is read)")
+    for column, what in (("distance", "cue distance"), ("distractors", "number of distractor cues")):
+        cols = sorted([c for c in pre if str(c).startswith(f"{column}=")], key=lambda c: int(c.split("=")[1]))
+        if cols:
+            probe = pre.dropna(subset=cols, how="all")
+            table = probe.groupby(["task", "encoder", "objective", "tokens"])[cols].agg(_ci_of("accuracy")).reset_index()
+            s.table(table, f"sense probe: test accuracy by {what}, mean [95% CI] (chance 0.5 once the word is read)")
     if not curves.empty:
         s.figure(figures.save(figures.pretrain_loss(curves, order), fig_dir, "pretrain_loss"), "Pre-training loss against tokens seen.")
         cost = curves.groupby(["encoder", "objective"]).agg(tokens=("tokens_seen", "max"), flops=("flops", "mean"),
@@ -153,24 +197,28 @@ def _tuning_section(records: pd.DataFrame) -> Section | None:
         metric = r["info"].get("selection_metric")
         values = {(m["setting"], m["metric"]): m["value"] for m in r["metrics"]}
         rows.append({"encoder": r["encoder"], "trial": str(Path(r["path"]).parent.parent.name), "task": r["task"],
-                     "validation": values.get(("validation", metric)), "test": values.get(("test", metric)),
-                     "metric": metric, "trials": tune["trials"], "space": tune.get("space"),
+                     "seed": r["seed"], "validation": values.get(("validation", metric)),
+                     "test": values.get(("test", metric)), "metric": metric, "trials": tune["trials"],
+                     "space": tune.get("space"),
                      "settings": ", ".join(o for o in r["env"].get("overrides", []) if not o.startswith(("suite=", "model=")))})  # fmt: skip
     if not rows:
         return None
     frame = pd.DataFrame(rows)
     s = Section("Tuning")
     s.text("Each encoder was tuned with the same number of trials (Optuna, TPE, seeded) over its own search space; "
-           "trials are compared on the mean validation metric of the tuning tasks, and the test metric of the "
-           "chosen trial is shown beside it. Test never enters the choice.")  # fmt: skip
+           "trials are compared on the mean validation metric of the tuning tasks over their seeds, and the test "
+           "metric of the chosen trial is shown beside it, mean [95% CI] over seeds of the mean over tasks. "
+           "Test never enters the choice.")  # fmt: skip
     best = []
     for encoder, part in frame.groupby("encoder"):
-        trials = part.groupby("trial").agg(validation=("validation", "mean"), test=("test", "mean"), settings=("settings", "first"))
+        trials = part.groupby("trial").agg(validation=("validation", "mean"), settings=("settings", "first"))
         chosen = trials["validation"].idxmax()
+        per_seed = part[part["trial"] == chosen].groupby("seed")[["validation", "test"]].mean()
         best.append({"encoder": encoder, "trials run": len(trials), "trial budget": int(part["trials"].iloc[0]),
                      "search space": part["space"].iloc[0], "chosen settings": trials.loc[chosen, "settings"],
-                     "validation": trials.loc[chosen, "validation"], "test": trials.loc[chosen, "test"]})  # fmt: skip
-    s.table(pd.DataFrame(best).round(4), "the chosen trial of each encoder (mean over the tuning tasks)")
+                     "validation": _ci_text(per_seed["validation"], part["metric"].iloc[0]),
+                     "test": _ci_text(per_seed["test"], part["metric"].iloc[0]), "seeds": len(per_seed)})  # fmt: skip
+    s.table(pd.DataFrame(best), "the chosen trial of each encoder (mean over the tuning tasks)")
     return s
 
 
@@ -183,8 +231,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     speed, latency, scaling, gemm = (frames.speed(records), frames.latency(records), frames.scaling(records),
                                      frames.gemm(records))  # fmt: skip
     dist, acc, failed = frames.distance(records), frames.accuracy(records), frames.failures(records)
-    pre, curves = frames.pretrain(records), frames.pretrain_curves(records)
-    frames.label_sizes(speed, latency, scaling, gemm, dist, acc, pre, curves)
+    pre, curves, attract = frames.pretrain(records), frames.pretrain_curves(records), frames.attractors(records)
+    frames.label_sizes(speed, latency, scaling, gemm, dist, acc, pre, curves, attract)
     order = frames.encoder_order(set().union(*(set(t["encoder"]) for t in (speed, dist, acc, pre) if not t.empty))) or order
 
     intro = Section("Summary")
@@ -205,7 +253,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     if not speed.empty:
         sections.append(_speed_section(speed, latency, scaling, gemm, order, fig_dir))
     if not dist.empty:
-        sections.append(_distance_section(dist, order, fig_dir))
+        sections.append(_distance_section(dist, attract, order, fig_dir))
     if not acc.empty:
         sections.append(_accuracy_section(acc, order, fig_dir))
     if not pre.empty:

@@ -126,6 +126,12 @@ def agreement_beyond(dist: pd.DataFrame, threshold: int = 13) -> dict:
     verdict = HOLDS if diff.low > 0 else FAILS if diff.high < 0 else UNSURE
     evidence = (f"accuracy at d > {threshold}: lstm {np.mean(lstm):.3f}, transformer {np.mean(trans):.3f}; "
                 f"difference {diff}")  # fmt: skip
+    near = (lambda d: d["distance"] <= threshold)
+    if near(part).any():  # is the gap specific to long distances?
+        near_diff = welch_diff(_per_seed(part, RNN, near), _per_seed(part, TRANSFORMER, near))
+        evidence += f"; at d <= {threshold} the difference is {near_diff}"
+        if diff.low > 0 and near_diff.low > 0:
+            evidence += " (the gap is there at short distances too, so it is not about distance)"
     conditions = (f"distances {sorted(set(part[far(part)]['distance']))}; {diff.n} seeds; encoder parameters "
                   f"{', '.join(f'{e} {int(p):,}' for e, p in part.groupby('encoder')['encoder_params'].first().items())}")
     return _row(claim, verdict, evidence, rule, conditions)
@@ -159,10 +165,11 @@ def cnn_behind(dist: pd.DataFrame) -> dict:
     diffs = {e: welch_diff(cnn, per_seed.loc[e].tolist()) for e in set(dist["encoder"]) - {CNN}}
     verdict = (HOLDS if all(d.high < 0 for d in diffs.values()) else
                FAILS if any(d.low > 0 for d in diffs.values()) else UNSURE)  # fmt: skip
-    rf = dist[dist["encoder"] == CNN]["receptive_field"].iloc[0]
+    rf = int(dist[dist["encoder"] == CNN]["receptive_field"].iloc[0])
     evidence = ("mean long-distance score: " + ", ".join(f"{e} {per_seed.loc[e].mean():.3f}" for e in sorted(per_seed.index.levels[0]))
                 + "; cnn minus " + "; ".join(f"{e}: {d}" for e, d in sorted(diffs.items())))  # fmt: skip
-    conditions = f"probes {', '.join(sorted(set(dist['probe'])))}; cnn receptive field {int(rf)} tokens"
+    conditions = (f"probes {', '.join(sorted(set(dist['probe'])))}; cnn receptive field {rf} tokens: "
+                  f"{(rf - 1) // 2} each side when bidirectional, {rf - 1} back when causal")  # fmt: skip
     return _row(claim, verdict, evidence, rule, conditions)
 
 

@@ -22,9 +22,32 @@ from bench.report.stats import mean_ci  # noqa: E402
 sns.set_theme(style="whitegrid", context="notebook")
 
 
+FAMILIES = ("lstm", "cnn", "transformer")  # one colour each, in every figure of every report
+
+
+def family_of(name: str) -> str:
+    """'lstm (0.3M)' -> 'lstm': the encoder a sized label belongs to."""
+    return name.split(" (")[0]
+
+
 def palette(order: list[str]) -> dict[str, tuple]:
-    colors = sns.color_palette("colorblind", max(10, len(order)))
-    return {name: colors[i] for i, name in enumerate(order)}
+    """A colour per encoder name, fixed by its family: lstm, cnn and transformer keep theirs in every
+    figure; several sizes of one family are shades of its colour (darker = larger); other presets
+    take the palette's next colours in order."""
+    base = sns.color_palette("colorblind", 10)
+    family_colors = {f: base[i] for i, f in enumerate(FAMILIES)}
+    spare = iter(base[len(FAMILIES) :])
+    colors = {}
+    for family in dict.fromkeys(family_of(n) for n in order):
+        if family not in family_colors:
+            family_colors[family] = next(spare, (0.4, 0.4, 0.4))
+        members = [n for n in order if family_of(n) == family]
+        for i, name in enumerate(members):
+            # mix towards white (small) or black (large): within +-40% around the family's colour
+            t = 0.0 if len(members) == 1 else -0.4 + 0.8 * i / (len(members) - 1)
+            target = 0.0 if t > 0 else 1.0
+            colors[name] = tuple(c + abs(t) * (target - c) for c in family_colors[family][:3])
+    return colors
 
 
 def _objects(frame: pd.DataFrame, *columns) -> pd.DataFrame:
@@ -98,9 +121,10 @@ def distance_curves(dist: pd.DataFrame, order) -> plt.Figure:
 
 def reach_curves(dist: pd.DataFrame, order) -> plt.Figure:
     """Empirical reach: mean |d output(t) / d input(t - d)| against d, each run scaled to its
-    largest value, per probe (log scale)."""
+    largest value, per probe (log scale); distances where it is exactly zero are left out."""
     frame = dist.dropna(subset=["grad_reach"]).copy()
     frame["reach"] = frame["grad_reach"] / frame.groupby(["probe", "encoder", "seed"])["grad_reach"].transform("max")
+    frame = frame[frame["reach"] > 0]  # exactly zero (past a receptive field) has no place on a log axis
     frame = _objects(frame, "encoder", "probe")
     present = [e for e in order if e in set(frame["encoder"])]
     grid = sns.relplot(data=frame, x="distance", y="reach", hue="encoder", hue_order=present, col="probe",
@@ -154,7 +178,10 @@ def pareto(acc: pd.DataFrame, order) -> plt.Figure:
                 front.append(encoder)
                 best = row["value"]
         ax.plot(part.loc[front, "train_tokens_per_s"], part.loc[front, "value"], color="grey", linewidth=1, zorder=0)
-        ax.set_xscale("log")
+        low, high = part["train_tokens_per_s"].min(), part["train_tokens_per_s"].max()
+        ax.set_xlim(low - 0.15 * (high - low) - 0.05 * low, high + 0.15 * (high - low) + 0.05 * high)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(3))
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x / 1e3:.3g}k"))
         ax.set_xlabel("training throughput (tokens/s)")
         ax.set_ylabel(f"test {acc[acc['task'] == task]['metric'].iloc[0]}")
         ax.set_title(task)

@@ -103,8 +103,21 @@ def distance(records: pd.DataFrame) -> pd.DataFrame:
             rows.append({"probe": r["task"], "encoder": r["encoder"], "budget": budget(r), "seed": r["seed"], "distance": int(d),
                          "metric": metric, "value": m[(d, metric)], "chance": m.get((d, "chance")),
                          "grad_reach": m.get((d, "grad_reach")), "receptive_field": info.get("receptive_field"),
+                         "causal": info.get("causal"), "loss": m.get((d, "loss")), "chance_loss": m.get((d, "chance_loss")),
                          "effective_distance": m.get(("all", "effective_distance")),
                          "encoder_params": info.get("encoder_params")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def attractors(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per (probe, encoder, seed, number of attractors): the score over all distances."""
+    rows = []
+    for _, r in _ok(records, "distance").iterrows():
+        metric = r["info"]["metric"]
+        for (setting, name), value in _metrics(r).items():
+            if name == metric and str(setting).startswith("attractors="):
+                rows.append({"probe": r["task"], "encoder": r["encoder"], "budget": budget(r), "seed": r["seed"],
+                             "attractors": int(str(setting).split("=")[1]), "metric": metric, "value": value})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -170,7 +183,7 @@ def pretrain(records: pd.DataFrame) -> pd.DataFrame:
                      "metric": metric, "value": value, "baseline": base, "score": score,
                      "pretrain_flops": (info.get("checkpoint") or {}).get("flops"),
                      "encoder_params": info.get("encoder_params"),
-                     **{setting: v for (setting, _), v in m.items() if setting.startswith("distance=")}})  # fmt: skip
+                     **{setting: v for (setting, _), v in m.items() if setting.startswith(("distance=", "distractors="))}})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -33,15 +33,19 @@ class Interval:
         return f"{self.estimate:.3g} [{self.low:.3g}, {self.high:.3g}]"
 
 
-def mean_ci(values) -> Interval:
-    """Mean and its 95% t interval; no interval for fewer than two values."""
+def mean_ci(values, lowest: float | None = None, highest: float | None = None) -> Interval:
+    """Mean and its 95% t interval, clipped to [lowest, highest] where the metric cannot go beyond
+    (an accuracy above 1 says nothing); no interval for fewer than two values."""
     x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
     if len(x) == 0:
         return Interval(math.nan, math.nan, math.nan, 0)
     if len(x) < 2:
         return Interval(float(x.mean()), math.nan, math.nan, 1)
     half = stats.t.ppf((1 + LEVEL) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return Interval(float(x.mean()), float(x.mean() - half), float(x.mean() + half), len(x))
+    low, high = float(x.mean() - half), float(x.mean() + half)
+    low = low if lowest is None else max(low, lowest)
+    high = high if highest is None else min(high, highest)
+    return Interval(float(x.mean()), low, high, len(x))
 
 
 def welch_diff(a, b) -> Interval:
