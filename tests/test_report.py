@@ -97,6 +97,8 @@ def test_verdicts_follow_the_data(results):
     assert row("weaker than the RNN on agreement")["verdict"] == "holds"  # lstm 0.9 vs transformer 0.6 beyond 13
     assert row("CNN falls behind")["verdict"] == "holds"  # cnn 0.5 below both
     assert row("Task accuracy Transformer > CNN > RNN")["verdict"] == "holds"  # 0.1 > 0.05 > 0.0 on both tasks, tight seeds
+    evidence = row("Task accuracy Transformer > CNN > RNN")["evidence"]
+    assert re.search(r"sent: [^;]*; transformer - cnn 0\.05 \[[-0-9.e]+, [-0-9.e]+\], cnn - lstm 0\.05 \[", evidence)
     assert row("Speed order Transformer > CNN > RNN, parameter-matched (inference")["verdict"] == "does not hold"
     assert row("Transformer-Base")["verdict"] == "missing data"
 

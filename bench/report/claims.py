@@ -188,7 +188,8 @@ def task_order(acc: pd.DataFrame) -> dict:
         pairs = [welch_diff(seeds[TRANSFORMER], seeds[CNN]), welch_diff(seeds[CNN], seeds[RNN])]
         statuses.append("reversed" if any(d.high < 0 for d in pairs) else "holds" if all(d.low > 0 for d in pairs) else "unclear")
         ranking = part.groupby("encoder")["value"].mean().sort_values(ascending=False)
-        evidence.append(f"{task}: {' > '.join(ranking.index)} ({statuses[-1]})")
+        evidence.append(f"{task}: {' > '.join(ranking.index)} ({statuses[-1]}; transformer - cnn {pairs[0]}, "
+                        f"cnn - lstm {pairs[1]})")
     verdict = FAILS if "reversed" in statuses else HOLDS if statuses and all(s == "holds" for s in statuses) else UNSURE
     conditions = (f"{acc['seed'].nunique()} seeds; encoder parameters "
                   + ", ".join(f"{e} {int(p):,}" for e, p in acc.groupby("encoder")["encoder_params"].median().items()))
