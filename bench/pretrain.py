@@ -392,6 +392,8 @@ def prepare(ctx: Context, name: str):
     key = ("task", name)
     if key not in ctx.cache:
         task, raw = ctx.cfg.tasks[name], task_data(ctx, name)
+        if task.type == "generation" and ctx.cfg.pretrain.finetune_beam_size:
+            task = OmegaConf.merge(task, {"beam_size": ctx.cfg.pretrain.finetune_beam_size})
         _, _, vocab = shared(ctx)
         labels = build_labels(raw["train"], task.type)
         data = encode_splits(ctx, task, raw, vocab, labels, WordCodec(vocab))

@@ -127,6 +127,7 @@ class PretrainConfig:
     corpus: str = field(default="tasks", metadata=_range(choices=["tasks", "hub"]))  # tasks: the fine-tuning tasks' unlabelled text
     corpus_per_task: int = field(default=20000, metadata=_range(1))  # embedded tasks: unlabelled sentences generated per task
     finetune_train_limit: Optional[int] = field(default=1000, metadata=_range(1))  # fine-tuning training examples per task (small data); null: all
+    finetune_beam_size: Optional[int] = field(default=1, metadata=_range(1))  # generation: beam of the test decoding (greedy: the gain over scratch is the point); null: the task's beam_size
     hub: Dict[str, Any] = field(default_factory=dict)  # corpus=hub: path, name, split, column, limit (datasets.load_dataset)
     vocab_size: int = field(default=30000, metadata=_range(8))
     min_freq: int = field(default=1, metadata=_range(1))
