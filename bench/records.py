@@ -104,9 +104,11 @@ def load_records(root: Path):
 
 
 def _variant(info) -> str:
-    """What else tells two records of one suite, encoder and task apart: dtype, pre-training arm."""
+    """What else tells two records of one suite, encoder and task apart: dtype, grid batch size, pre-training arm."""
     info = info if isinstance(info, dict) else {}
     parts = [f"{k}={info[k]}" for k in ("dtype", "objective", "pretrain_tokens") if info.get(k) is not None]
+    if info.get("grid"):  # a speed measurement of the batch-size grid, beside the one at speed.batch_size
+        parts.append(f"B={info['B']}")
     return ",".join(parts)
 
 

@@ -31,6 +31,7 @@ def _range(lo=None, hi=None, choices=None) -> dict:
 class SpeedConfig:
     seq_lens: Optional[List[int]] = field(default=None, metadata=_range(1))  # null: 32..1024 on a CPU, 32..4096 on a GPU
     batch_size: int = field(default=32, metadata=_range(1))
+    batch_sizes: List[int] = field(default_factory=list, metadata=_range(1))  # the batch-size grid: also measured at every T
     max_tokens: Optional[int] = field(default=None, metadata=_range(1))  # batch capped to this many tokens; null: 8192 on a CPU, none on a GPU
     latency_seq_lens: List[int] = field(default_factory=lambda: [128, 512], metadata=_range(1))
     dtypes: List[str] = field(default_factory=lambda: ["fp32", "bf16"], metadata=_range(choices=["fp32", "tf32", "bf16", "fp16"]))

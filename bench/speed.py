@@ -3,8 +3,9 @@
 Units, in order, for the job's encoder: the GEMM peak of each dtype (the
 denominator of utilisation, measured in this job); throughput at batch
 ``speed.batch_size`` for each dtype and sequence length (inference and one
-training step, FLOPs, peak memory from a fresh process on the CPU); latency at
-batch 1; and last the scaling exponents fitted on this job's records.
+training step, FLOPs, peak memory from a fresh process on the CPU), and again
+at each batch size of the grid ``speed.batch_sizes``; latency at batch 1; and
+last the scaling exponents, fitted on this job's records at ``speed.batch_size``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def units(cfg: DictConfig) -> list[Unit]:
     chosen = dtypes(cfg, device)
     out = [Unit("gemm_peak", params={"dtype": d}) for d in chosen]
     out += [Unit("throughput", params={"dtype": d, "T": T, "B": batch_for(cfg, T, device)}) for d in chosen for T in seq_lens(cfg, device)]
+    for d in chosen:  # the grid: a batch the main sweep already measures (after the token cap) is not measured twice
+        for T in seq_lens(cfg, device):
+            grid = {batch_for(cfg, T, device, b) for b in cfg.speed.batch_sizes} - {batch_for(cfg, T, device)}
+            out += [Unit("throughput", params={"dtype": d, "T": T, "B": B, "grid": True}) for B in sorted(grid)]
     out += [Unit("latency", params={"dtype": d, "T": T, "B": 1}) for d in chosen for T in cfg.speed.latency_seq_lens]
     if len(seq_lens(cfg, device)) >= 2:
         out += [Unit("scaling", params={"dtype": d}, always=True) for d in chosen]
@@ -61,10 +66,11 @@ def units(cfg: DictConfig) -> list[Unit]:
 DEFAULT_MAX_TOKENS = {"cpu": 8192}
 
 
-def batch_for(cfg, seq_len: int, device: torch.device) -> int:
-    """speed.batch_size, capped so that a batch holds at most speed.max_tokens tokens."""
+def batch_for(cfg, seq_len: int, device: torch.device, batch: int | None = None) -> int:
+    """``batch`` (by default speed.batch_size), capped so that a batch holds at most speed.max_tokens tokens."""
+    batch = batch or cfg.speed.batch_size
     cap = cfg.speed.max_tokens or DEFAULT_MAX_TOKENS.get(device.type)
-    return max(1, min(cfg.speed.batch_size, cap // seq_len)) if cap else cfg.speed.batch_size
+    return max(1, min(batch, cap // seq_len)) if cap else batch
 
 
 def _peak(ctx: Context, dtype: str) -> float:
@@ -144,7 +150,8 @@ def _scaling(ctx: Context, dtype: str) -> tuple[list[dict], dict]:
     per_metric: dict[str, dict[int, float]] = {"infer_ms": {}, "train_ms": {}}
     batches: dict[int, int] = {}
     for rec in iter_records(ctx.out_dir):
-        if rec["status"] == "ok" and rec["task"] == "throughput" and rec["info"].get("dtype") == dtype:
+        info = rec["info"]
+        if rec["status"] == "ok" and rec["task"] == "throughput" and info.get("dtype") == dtype and not info.get("grid"):
             for m in rec["metrics"]:
                 if m["metric"] in per_metric:
                     T = int(m["setting"])

@@ -8,6 +8,7 @@ import torch
 
 from bench.distance import effective_distance
 from bench.records import load_records
+from bench.report import build_report
 from bench.runner import run_job
 from bench.train import TrainingDiverged, lr_factor, train
 
@@ -22,15 +23,29 @@ def records_of(tmp_path) -> pd.DataFrame:
 
 def test_speed_suite_records_every_measure(compose, tmp_path):
     cfg = compose("suite=speed", "model=cnn", "param_budget=20000", "speed.seq_lens=[8,16]", "speed.latency_seq_lens=[8]",
-                  "speed.batch_size=4", "speed.min_run_time=0.01", "speed.dtypes=[fp32]")  # fmt: skip
+                  "speed.batch_size=4", "speed.batch_sizes=[2]", "speed.min_run_time=0.01", "speed.dtypes=[fp32]")  # fmt: skip
     run_job(cfg, tmp_path)
     frame = records_of(tmp_path).set_index("task", drop=False)
+    measured = sorted((r.info["T"], r.info["B"]) for r in frame.loc[["throughput"]].itertuples())
+    assert measured == [(8, 2), (8, 4), (16, 2), (16, 4)]
+    assert frame.loc["scaling", "info"]["infer_ms"]["batch_sizes"] == [4, 4]  # fitted on speed.batch_size only
+    text = build_report(tmp_path)["md"].read_text()
+    assert "against batch size" in text and "| cnn | fp32 | infer | 8 |" in text
     assert sorted(set(frame["task"])) == ["gemm_peak", "latency", "scaling", "throughput"]
     metrics = {m["metric"] for r in frame.loc[["throughput"]].itertuples() for m in r.metrics}
     assert {"infer_tokens_per_s", "train_tokens_per_s", "infer_mfu", "flops_per_token", "infer_peak_mb"} <= metrics
     scaling = frame.loc["scaling", "metrics"]
     assert scaling[0]["setting"] == "8-16" and math.isfinite(scaling[0]["value"])
     assert frame.loc["gemm_peak", "metrics"][0]["value"] > 1e8
+
+
+def test_the_batch_grid_is_capped_like_the_main_batch_and_never_measured_twice(compose):
+    from bench import speed
+
+    cfg = compose("suite=speed", "speed.seq_lens=[8,4096]", "speed.batch_size=4", "speed.batch_sizes=[1,4,16]",
+                  "speed.dtypes=[fp32]")  # fmt: skip
+    runs = [(u.params["T"], u.params["B"], bool(u.params.get("grid"))) for u in speed.units(cfg) if u.task == "throughput"]
+    assert sorted(runs) == [(8, 1, True), (8, 4, False), (8, 16, True), (4096, 1, True), (4096, 2, False)]  # 8192 tokens
 
 
 def test_scaling_exponent_is_fitted_on_time_per_sequence(monkeypatch):

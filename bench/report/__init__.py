@@ -39,7 +39,18 @@ def _ci_by_metric(frame: pd.DataFrame, keys: list[str], column: str = "value") -
     return frame.groupby(keys, sort=False)[[column, "metric"]].apply(lambda g: _ci_text(g[column], g["metric"].iloc[0]))
 
 
-def _speed_section(speed, latency, scaling, gemm, order, fig_dir) -> Section:
+def _batch_grid_table(grid: pd.DataFrame, order) -> pd.DataFrame | None:
+    """Inference and training throughput against batch size, where the batch-size grid was measured."""
+    if grid.empty or grid.groupby(["encoder", "dtype", "T"])["B"].nunique().max() < 2:
+        return None
+    columns = [c for c in ("infer_tokens_per_s", "train_tokens_per_s") if c in grid]
+    table = grid.melt(id_vars=["encoder", "dtype", "T", "B"], value_vars=columns, var_name="mode", value_name="tok/s")
+    table["mode"] = table["mode"].str.replace("_tokens_per_s", "")
+    table = table.pivot_table(index=["encoder", "dtype", "mode", "T"], columns="B", values="tok/s").round(0)
+    return table.reindex([i for e in order for i in table.index if i[0] == e]).reset_index()
+
+
+def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid) -> Section:
     s = Section("Speed")
     s.text("Throughput is tokens per second at batch size speed.batch_size, capped at speed.max_tokens tokens per "
            "batch (8192 on a CPU, so B shrinks at long T), median over timed calls after warm-up; "
@@ -61,6 +72,9 @@ def _speed_section(speed, latency, scaling, gemm, order, fig_dir) -> Section:
                                                                           values="relative").round(2)  # fmt: skip
         rel = rel.reindex([i for e in order for i in rel.index if i[0] == e])
         s.table(rel.reset_index(), f"relative {label} speed: each encoder over the fastest at that T and dtype (1 = fastest)")
+    batch_table = _batch_grid_table(grid, order)
+    if batch_table is not None:
+        s.table(batch_table, "throughput (tokens/s) against batch size B (the batch-size grid, speed.batch_sizes)")
     memory = {c: n for c, n in (("infer_peak_mb", "inference"), ("train_peak_mb", "training step")) if c in speed}
     if memory:
         s.figure(figures.save(figures.speed_lines(speed, memory, "peak memory added (MB)", order), fig_dir, "speed_memory"),
@@ -232,7 +246,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
                                      frames.gemm(records))  # fmt: skip
     dist, acc, failed = frames.distance(records), frames.accuracy(records), frames.failures(records)
     pre, curves, attract = frames.pretrain(records), frames.pretrain_curves(records), frames.attractors(records)
-    frames.label_sizes(speed, latency, scaling, gemm, dist, acc, pre, curves, attract)
+    grid = frames.speed(records, grid=True)
+    frames.label_sizes(speed, grid, latency, scaling, gemm, dist, acc, pre, curves, attract)
     order = frames.encoder_order(set().union(*(set(t["encoder"]) for t in (speed, dist, acc, pre) if not t.empty))) or order
 
     intro = Section("Summary")
@@ -251,7 +266,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
 
     sections = [intro, claims, env]
     if not speed.empty:
-        sections.append(_speed_section(speed, latency, scaling, gemm, order, fig_dir))
+        sections.append(_speed_section(speed, latency, scaling, gemm, order, fig_dir, grid))
     if not dist.empty:
         sections.append(_distance_section(dist, attract, order, fig_dir))
     if not acc.empty:

@@ -49,11 +49,12 @@ def label_sizes(*tables: pd.DataFrame) -> None:
         ]
 
 
-def speed(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per throughput measurement: encoder, dtype, T, B, the metrics, and the timed calls."""
+def speed(records: pd.DataFrame, grid: bool = False) -> pd.DataFrame:
+    """One row per throughput measurement: encoder, dtype, T, B, the metrics, and the timed calls; at
+    speed.batch_size only, or with ``grid`` the batch-size grid's measurements too."""
     rows = []
     for _, r in _ok(records, "speed").iterrows():
-        if r["task"] != "throughput":
+        if r["task"] != "throughput" or (r["info"].get("grid") and not grid):
             continue
         info = r["info"]
         row = {"encoder": r["encoder"], "budget": budget(r), "dtype": info["dtype"], "T": int(info["T"]), "B": int(info["B"]),
