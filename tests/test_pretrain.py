@@ -192,3 +192,13 @@ def test_hub_corpus_goes_through_load_dataset(tmp_path):
     assert sentences == [["A", "man", "rides", "."], ["Two", "dogs", "play", "in", "snow", "."]]
     with pytest.raises(Exception, match="column=body is not a column"):
         pretrain.hub_corpus({"path": "parquet", "data_files": str(path), "column": "body"})
+
+
+@pytest.mark.parametrize("beam, expected", [("1", 1), ("null", 4)])
+def test_fine_tuned_translators_decode_with_the_pretrain_beam(compose, tmp_path, beam, expected):
+    cfg = compose(*TINY, "model=cnn", "task=[generation]", "tasks.generation.beam_size=4",
+                  f"pretrain.finetune_beam_size={beam}", f"data.cache={tmp_path / 'cache'}",
+                  *[f"tasks.generation.{k}={v}" for k, v in (("n_train", 60), ("n_validation", 8), ("n_test", 8))])  # fmt: skip
+    ctx = Context(cfg=cfg, encoder="cnn", device=torch.device("cpu"), out_dir=tmp_path, threads=1)
+    data, _, _ = pretrain.prepare(ctx, "generation")
+    assert data.beam_size == expected
