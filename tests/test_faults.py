@@ -73,9 +73,13 @@ def test_sigint_stops_cleanly_and_keeps_finished_records(tmp_path):
     # interrupt always lands mid-sweep
     proc = bench(*tiny(*THREE), "++tasks.classification.train.steps=1000000", "model=cnn,lstm",
                  f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
-    wait_for_records(out, 1, proc)
-    os.killpg(proc.pid, signal.SIGINT)
-    log = proc.communicate(timeout=60)[0]
+    try:
+        wait_for_records(out, 1, proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        log = proc.communicate(timeout=60)[0]
+    finally:  # a sweep that ignored the interrupt must not train on after the test
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130 and "interrupted; finished records are kept" in log
     all_records_parse(out)
     assert len(load_records(out)) >= 1 and "Traceback" not in log

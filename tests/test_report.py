@@ -179,3 +179,12 @@ def test_claims_with_no_data_say_so():
     empty = pd.DataFrame()
     table = claims.all_claims(empty, empty, empty)
     assert (table["verdict"] == "missing data").all()
+
+
+def test_the_pretraining_figure_lists_encoders_in_the_one_order():
+    rows = [{"task": "tagging", "encoder": e, "objective": "mlm", "tokens": t, "value": 0.5, "baseline": 0.1,
+             "metric": "accuracy", "seed": s}
+            for e in ("cnn", "lstm", "transformer") for t in (0, 1000) for s in (0, 1)]  # fmt: skip
+    fig = figures.pretrain_gain(pd.DataFrame(rows), frames.encoder_order(["transformer", "cnn", "lstm"]))
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert [x for x in labels if x != "baseline"] == ["lstm", "cnn", "transformer"] and "baseline" in labels

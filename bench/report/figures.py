@@ -200,7 +200,10 @@ def pretrain_gain(pre: pd.DataFrame, order) -> plt.Figure:
     styles = {o: s for o, s in zip(sorted(set(pre["objective"])), ["-", "--", ":"])}
     for ax, task in zip(axes.flat, tasks):
         part = pre[pre["task"] == task]
-        for (encoder, objective), g in part.groupby(["encoder", "objective"]):
+        groups = dict(list(part.groupby(["encoder", "objective"])))
+        rank = {e: i for i, e in enumerate(order)}
+        for encoder, objective in sorted(groups, key=lambda k: (rank.get(k[0], len(rank)), k[1])):  # the one encoder order
+            g = groups[(encoder, objective)]
             points = [(t, mean_ci(h["value"])) for t, h in g.groupby("tokens")]
             xs = [t for t, _ in points]
             ys = [ci.estimate for _, ci in points]
