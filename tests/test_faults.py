@@ -23,10 +23,17 @@ def tiny(*tasks, report=False):
 THREE = ("tagging", "classification", "pair")
 
 
+def _interruptible():
+    """In the child: take SIGINT by default, as at a terminal. A test run started in the background by a
+    non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def bench(*args, cwd=REPO):
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=_interruptible)  # fmt: skip
 
 
 def wait_for_records(out, count, proc, timeout=120):
