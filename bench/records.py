@@ -103,12 +103,20 @@ def load_records(root: Path):
     return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
 
 
-def _variant(info) -> str:
-    """What else tells two records of one suite, encoder and task apart: dtype, grid batch size, pre-training arm."""
+def compiled(config) -> bool:
+    """Whether a record's speed measurements ran under torch.compile (speed.compile)."""
+    return bool(((config if isinstance(config, dict) else {}).get("speed") or {}).get("compile"))
+
+
+def _variant(info, config=None) -> str:
+    """What else tells two records of one suite, encoder and task apart: dtype, grid batch size, pre-training
+    arm, torch.compile."""
     info = info if isinstance(info, dict) else {}
     parts = [f"{k}={info[k]}" for k in ("dtype", "objective", "pretrain_tokens") if info.get(k) is not None]
     if info.get("grid"):  # a speed measurement of the batch-size grid, beside the one at speed.batch_size
         parts.append(f"B={info['B']}")
+    if info.get("dtype") is not None and compiled(config):
+        parts.append("compile")
     return ",".join(parts)
 
 
@@ -121,7 +129,7 @@ def summary_frame(records):
             "suite": r["suite"],
             "encoder": r["encoder"],
             "task": r["task"],
-            "variant": _variant(r["info"]),
+            "variant": _variant(r["info"], r["config"]),
             "setting": m.get("setting"),
             "metric": m["metric"],
             "value": m["value"],

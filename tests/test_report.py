@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.records import Record, write_record
+from bench.records import Record, load_records, summary_frame, write_record
 from bench.report import build_report, claims, figures, frames
 from bench.report.stats import mean_ci, ratio_of_medians, welch_diff
 
@@ -101,6 +101,43 @@ def test_verdicts_follow_the_data(results):
     assert re.search(r"sent: [^;]*; transformer - cnn 0\.05 \[[-0-9.e]+, [-0-9.e]+\], cnn - lstm 0\.05 \[", evidence)
     assert row("Speed order Transformer > CNN > RNN, parameter-matched (inference")["verdict"] == "does not hold"
     assert row("Transformer-Base")["verdict"] == "missing data"
+
+
+def test_speed_from_two_devices_is_judged_and_tabled_per_device(tmp_path):
+    # the same encoders on a CPU (cnn fastest) and a GPU (transformer fastest, 100x): never merged
+    for device, scale in (("Test CPU", 1.0), ("Test GPU", 100.0)):
+        for encoder, factor in SPEED.items():
+            factor = {"transformer": 3.0}.get(encoder, factor) if device == "Test GPU" else factor
+            for T in (32, 128):
+                r = speed_record(encoder, T, factor * scale)
+                r.env = {**ENV, "device_name": device}
+                write_record(tmp_path / device.replace(" ", "_") / f"model={encoder}", r)
+    paths = build_report(tmp_path)
+    text = paths["md"].read_text()
+    assert "## Speed on Test CPU" in text and "## Speed on Test GPU" in text
+    for device in ("test_cpu", "test_gpu"):
+        assert (paths["figures"] / f"speed_{device}_throughput.png").exists()
+    cpu, gpu = text.split("## Speed on Test GPU")[0].split("## Speed on Test CPU")[1], text.split("## Speed on Test GPU")[1]
+    tok = lambda e, T, f: f"{round(32 * T / np.median(speed_record(e, T, f).info['infer_times_s'])):.4g}"  # noqa: E731
+    assert tok("cnn", 128, 2.0) in cpu and tok("cnn", 128, 200.0) in gpu and tok("cnn", 128, 200.0) not in cpu
+    table = pd.read_csv(paths["claims"]).set_index("claim")
+    order = table[table.index.str.startswith("Speed order Transformer > CNN > RNN, parameter-matched (inference")]
+    assert sorted(order.index) == [f"Speed order Transformer > CNN > RNN, parameter-matched (inference, fp32) on {d}"
+                                   for d in ("Test CPU", "Test GPU")]  # fmt: skip
+    assert "T=128: cnn > transformer > lstm" in order.iloc[0]["evidence"]
+    assert "T=128: transformer > cnn > lstm" in order.iloc[1]["evidence"]
+
+
+def test_compiled_speed_never_merges_with_eager(tmp_path):
+    for compiled, factor in ((False, 1.0), (True, 4.0)):
+        r = speed_record("transformer", 128, factor)
+        r.key, r.config = f"speed-transformer-128-{compiled}", {"speed": {"compile": compiled}}
+        write_record(tmp_path / f"compile={compiled}", r)
+    table = frames.speed(load_records(tmp_path)).set_index("dtype")
+    assert sorted(table.index) == ["fp32", "fp32+compile"]
+    assert table.loc["fp32+compile", "infer_tokens_per_s"] > 3 * table.loc["fp32", "infer_tokens_per_s"]
+    summary = summary_frame(load_records(tmp_path))
+    assert not summary.duplicated(["encoder", "task", "variant", "setting", "metric"]).any()
 
 
 def test_failed_runs_are_listed_as_failed(results):

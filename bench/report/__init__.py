@@ -7,6 +7,7 @@ job, one encoder, or one with failed runs (listed as failed).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -50,15 +51,18 @@ def _batch_grid_table(grid: pd.DataFrame, order) -> pd.DataFrame | None:
     return table.reindex([i for e in order for i in table.index if i[0] == e]).reset_index()
 
 
-def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid) -> Section:
-    s = Section("Speed")
+def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid, device: str | None = None) -> Section:
+    """The speed tables and figures of one device (``device`` names it where the records hold several)."""
+    s = Section(f"Speed on {device}" if device else "Speed")
+    stem = "speed" if device is None else "speed_" + re.sub(r"[^a-z0-9]+", "_", device.lower()).strip("_")
+    latency, scaling, gemm = (t.drop(columns="device", errors="ignore") for t in (latency, scaling, gemm))
     s.text("Throughput is tokens per second at batch size speed.batch_size, capped at speed.max_tokens tokens per "
            "batch (8192 on a CPU, so B shrinks at long T), median over timed calls after warm-up; "
            "a training step is forward, backward and an AdamW step. Peak memory is what one forward (or step) "
            "adds at its high-water mark, measured in a fresh process on the CPU. FLOP utilisation (MFU) divides "
            "achieved FLOP/s by the best GEMM rate of the same dtype measured in the same job.")  # fmt: skip
     s.figure(figures.save(figures.speed_lines(speed, {"infer_tokens_per_s": "inference", "train_tokens_per_s": "training step"},
-                                              "tokens / s", order), fig_dir, "speed_throughput"),
+                                              "tokens / s", order), fig_dir, f"{stem}_throughput"),
              "Throughput against sequence length (log-log).")  # fmt: skip
     for mode, label in (("infer", "inference"), ("train", "training step")):
         column = f"{mode}_tokens_per_s"
@@ -77,11 +81,11 @@ def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid) -> Secti
         s.table(batch_table, "throughput (tokens/s) against batch size B (the batch-size grid, speed.batch_sizes)")
     memory = {c: n for c, n in (("infer_peak_mb", "inference"), ("train_peak_mb", "training step")) if c in speed}
     if memory:
-        s.figure(figures.save(figures.speed_lines(speed, memory, "peak memory added (MB)", order), fig_dir, "speed_memory"),
+        s.figure(figures.save(figures.speed_lines(speed, memory, "peak memory added (MB)", order), fig_dir, f"{stem}_memory"),
                  "Peak memory against sequence length (log-log).")  # fmt: skip
     s.figure(figures.save(figures.speed_lines(speed, {c: n for c, n in (("infer_mfu", "inference"), ("train_mfu", "training step"))
                                                       if c in speed}, "FLOP utilisation", order, log_y=False),
-                          fig_dir, "speed_mfu"), "FLOP utilisation against sequence length.")  # fmt: skip
+                          fig_dir, f"{stem}_mfu"), "FLOP utilisation against sequence length.")  # fmt: skip
     if not latency.empty:
         s.table(latency.sort_values(["encoder", "dtype", "T"]).round(3), "latency at batch 1 (ms)")
     if not scaling.empty:
@@ -90,6 +94,10 @@ def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid) -> Secti
         s.table(gemm.groupby("dtype")["GFLOP/s"].agg(["min", "max"]).round(0).reset_index(),
                 "GEMM peak measured in each job (GFLOP/s): the denominator of utilisation")  # fmt: skip
     return s
+
+
+def _on_device(table: pd.DataFrame, device: str | None) -> pd.DataFrame:
+    return table if device is None or "device" not in table else table[table["device"] == device]
 
 
 def _reach_back(receptive_field, causal) -> str:
@@ -265,8 +273,10 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     env.table(pd.DataFrame([{"what": k, "value": "; ".join(v)} for k, v in frames.environment(records).items()]))
 
     sections = [intro, claims, env]
-    if not speed.empty:
-        sections.append(_speed_section(speed, latency, scaling, gemm, order, fig_dir, grid))
+    for device, part in claims_mod.per_device(speed):  # one speed section per device: never merged across devices
+        if not part.empty:
+            latency_d, scaling_d, gemm_d, grid_d = (_on_device(t, device) for t in (latency, scaling, gemm, grid))
+            sections.append(_speed_section(part, latency_d, scaling_d, gemm_d, order, fig_dir, grid_d, device))
     if not dist.empty:
         sections.append(_distance_section(dist, attract, order, fig_dir))
     if not acc.empty:

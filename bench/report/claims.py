@@ -196,13 +196,23 @@ def task_order(acc: pd.DataFrame) -> dict:
     return _row(claim, verdict, "; ".join(evidence), rule, conditions)
 
 
+def per_device(table: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
+    """``table`` split by the device it was measured on: one part named None where it holds one device."""
+    devices = sorted(table["device"].dropna().unique()) if "device" in table else []
+    return [(None, table)] if len(devices) <= 1 else [(d, table[table["device"] == d]) for d in devices]
+
+
 def all_claims(speed: pd.DataFrame, dist: pd.DataFrame, acc: pd.DataFrame, pre: pd.DataFrame | None = None) -> pd.DataFrame:
     rows = []
-    for mode in ("infer", "train"):
-        rows.append(speed_order(speed, [TRANSFORMER, CNN, RNN], "Transformer > CNN > RNN, parameter-matched", mode))
-        rows.append(speed_order(speed, ["transformer_base", CNN, "transformer_big", RNN],
-                                "Transformer-Base > CNN > Transformer-Big > RNN", mode))  # fmt: skip
-        rows.append(rnn_slowdown(speed, mode))
+    for device, part in per_device(speed):  # speed is judged on one device at a time, never across devices
+        for mode in ("infer", "train"):
+            device_rows = [speed_order(part, [TRANSFORMER, CNN, RNN], "Transformer > CNN > RNN, parameter-matched", mode),
+                           speed_order(part, ["transformer_base", CNN, "transformer_big", RNN],
+                                       "Transformer-Base > CNN > Transformer-Big > RNN", mode),
+                           rnn_slowdown(part, mode)]  # fmt: skip
+            for row in device_rows:
+                row["claim"] += f" on {device}" if device else ""
+            rows += device_rows
     rows += [agreement_beyond(dist), cnn_behind(dist), task_order(acc)]
     pre = pd.DataFrame() if pre is None else pre
     rows += [pretrain_helps_transformer_most(pre), small_data_gap_closes(pre)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.records import compiled
+
 FAMILY_ORDER = ["lstm", "cnn", "transformer", "transformer_base", "transformer_big"]
 
 
@@ -49,6 +51,12 @@ def label_sizes(*tables: pd.DataFrame) -> None:
         ]
 
 
+def _dtype(record) -> str:
+    """The dtype, marked '+compile' where torch.compile ran, so that compiled and eager numbers never merge
+    (the claims, on 'fp32', judge eager measurements only)."""
+    return record["info"]["dtype"] + ("+compile" if compiled(record["config"]) else "")
+
+
 def speed(records: pd.DataFrame, grid: bool = False) -> pd.DataFrame:
     """One row per throughput measurement: encoder, dtype, T, B, the metrics, and the timed calls; at
     speed.batch_size only, or with ``grid`` the batch-size grid's measurements too."""
@@ -57,7 +65,7 @@ def speed(records: pd.DataFrame, grid: bool = False) -> pd.DataFrame:
         if r["task"] != "throughput" or (r["info"].get("grid") and not grid):
             continue
         info = r["info"]
-        row = {"encoder": r["encoder"], "budget": budget(r), "dtype": info["dtype"], "T": int(info["T"]), "B": int(info["B"]),
+        row = {"encoder": r["encoder"], "budget": budget(r), "dtype": _dtype(r), "T": int(info["T"]), "B": int(info["B"]),
                "params": info.get("params"), "device": r["env"].get("device_name"),
                "infer_times_s": info.get("infer_times_s"), "train_times_s": info.get("train_times_s")}  # fmt: skip
         row.update({metric: value for (_, metric), value in _metrics(r).items()})
@@ -71,8 +79,8 @@ def latency(records: pd.DataFrame) -> pd.DataFrame:
         if r["task"] == "latency":
             m = _metrics(r)
             T = r["info"]["T"]
-            rows.append({"encoder": r["encoder"], "budget": budget(r), "dtype": r["info"]["dtype"], "T": int(T),
-                         "p50_ms": m[(T, "p50_ms")], "p90_ms": m[(T, "p90_ms")]})  # fmt: skip
+            rows.append({"encoder": r["encoder"], "budget": budget(r), "dtype": _dtype(r), "T": int(T),
+                         "p50_ms": m[(T, "p50_ms")], "p90_ms": m[(T, "p90_ms")], "device": r["env"].get("device_name")})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -81,13 +89,14 @@ def scaling(records: pd.DataFrame) -> pd.DataFrame:
     for _, r in _ok(records, "speed").iterrows():
         if r["task"] == "scaling":
             for m in r["metrics"]:
-                rows.append({"encoder": r["encoder"], "budget": budget(r), "dtype": r["info"]["dtype"], "measure": m["metric"],
-                             "exponent": m["value"], "fitted on T": m["setting"]})  # fmt: skip
+                rows.append({"encoder": r["encoder"], "budget": budget(r), "dtype": _dtype(r), "measure": m["metric"],
+                             "exponent": m["value"], "fitted on T": m["setting"], "device": r["env"].get("device_name")})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def gemm(records: pd.DataFrame) -> pd.DataFrame:
-    rows = [{"encoder": r["encoder"], "budget": budget(r), "dtype": r["info"]["dtype"], "GFLOP/s": r["metrics"][0]["value"] / 1e9}
+    rows = [{"encoder": r["encoder"], "budget": budget(r), "dtype": r["info"]["dtype"], "GFLOP/s": r["metrics"][0]["value"] / 1e9,
+             "device": r["env"].get("device_name")}
             for _, r in _ok(records, "speed").iterrows() if r["task"] == "gemm_peak"]  # fmt: skip
     return pd.DataFrame(rows)
 
