@@ -45,7 +45,7 @@ from bench.errors import UserError
 from bench.runner import Context, Unit
 from bench.schema import model_kwargs
 from bench.textdata import ClassificationData, length_batches, pad
-from bench.train import lr_factor
+from bench.train import adamw, lr_factor
 from models.budget import solve_for_budget
 from models.heads import TokenEmbedding
 from models.seq2seq import EncoderDecoder, Seq2Seq
@@ -322,7 +322,7 @@ def pretrain(ctx: Context, objective: str, seed: int) -> dict:
     total = milestones[-1]
     mean_len = sum(map(len, ids_of)) / len(ids_of)
     steps_estimate = max(1, int(total / (settings.batch_size * mean_len)) + 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=cfg.train.weight_decay)
+    opt = adamw(model.parameters(), lr=settings.lr, weight_decay=cfg.train.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(lr_factor(s, steps_estimate, settings.warmup), 0.05))
     gen = torch.Generator().manual_seed(seed)
     mask_id, n_special = vocab.special_id("mask"), 2 + len(SPECIALS)

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bench.train import adamw
+
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -197,7 +199,7 @@ def measure_config(
         infer()
     out["infer_times"] = time_calls(infer, dev, min_run_time, min_repeats, warmup=1).times
     if train:
-        opt = torch.optim.AdamW(encoder.parameters(), lr=1e-4)
+        opt = adamw(encoder.parameters(), lr=1e-4)
 
         def step():
             with autocast(dev, dtype):

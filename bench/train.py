@@ -46,6 +46,18 @@ class TrainResult:
     train_s: float = 0.0
 
 
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def adamw(params, lr: float, weight_decay: float = 0.01) -> torch.optim.AdamW:
+    """AdamW as every training loop here builds it: the fused kernel where torch has one for the
+    parameters' device. On a CPU torch otherwise loops over the tensors one by one: ~19 ms of a
+    ~60 ms step of the 300k-parameter Transformer, 1.5 ms fused."""
+    params = list(params)
+    fused = bool(params) and all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
 def lr_factor(step: int, total: int, warmup: float) -> float:
     """Linear warm-up over ``warmup`` of the steps, then linear decay to zero."""
     warm = max(1, int(warmup * total))
@@ -69,7 +81,7 @@ def _forever(data: TaskData, batch_size: int, seed: int) -> Iterator:
 def train(model: nn.Module, data: TaskData, cfg, seed: int, tag: str = "") -> TrainResult:
     """Train ``model`` for ``cfg.steps`` steps (cfg: the ``train`` settings); the returned test
     metrics come from the checkpoint with the best validation metric."""
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.warmup))
     sign = 1 if data.higher_is_better else -1
     best_score, best_step, best_state, best_val = -math.inf, 0, None, {}

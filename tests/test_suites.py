@@ -10,7 +10,7 @@ from bench.distance import effective_distance
 from bench.records import load_records
 from bench.report import build_report
 from bench.runner import run_job
-from bench.train import TrainingDiverged, lr_factor, train
+from bench.train import TrainingDiverged, adamw, lr_factor, train
 
 TINY_TRAIN = ["train.steps=6", "train.eval_every=3", "train.batch_size=8", "n_seeds=1", "param_budget=50000"]
 
@@ -120,6 +120,22 @@ def test_effective_distance_is_where_the_score_first_falls_below_halfway():
 def test_learning_rate_warms_up_then_decays_to_zero():
     factors = [lr_factor(s, 100, 0.1) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and max(factors) == 1.0 and factors[-1] == pytest.approx(1 / 90)
+
+
+def test_the_optimiser_is_fused_adamw_and_steps_like_the_reference_one():
+    torch.manual_seed(0)
+    model, reference = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
+    reference.load_state_dict(model.state_dict())
+    ours, theirs = adamw(model.parameters(), lr=1e-2), torch.optim.AdamW(reference.parameters(), lr=1e-2, weight_decay=0.01)
+    assert ours.defaults["fused"] is True
+    x = torch.randn(16, 8)
+    for net, opt in ((model, ours), (reference, theirs)):
+        for _ in range(5):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 class _Diverging:
