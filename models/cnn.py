@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention import CrossAttention
+from models.attention import CrossAttention, DecoderState
 from models.chunking import in_row_chunks
 
 NORMS = ("layer", "rms", "none")
@@ -27,6 +27,7 @@ class DilatedBlock(nn.Module):
     def __init__(self, d_model: int, kernel_size: int, dilation: int, causal: bool, norm: str, dropout: float):
         super().__init__()
         span = (kernel_size - 1) * dilation
+        self.span, self.causal = span, causal
         self.pad = (span, 0) if causal else (span // 2, span - span // 2)
         self.norm = _norm(norm, d_model)
         self.conv = nn.Conv1d(d_model, d_model, kernel_size, dilation=dilation)
@@ -39,6 +40,13 @@ class DilatedBlock(nn.Module):
         h = h.transpose(1, 2)  # (B, D, T)
         h = self.conv(F.pad(h, self.pad))  # (B, D, T): the padding keeps the length
         return x + self.dropout(F.gelu(h.transpose(1, 2)))  # (B, T, D)
+
+    def step(self, x: torch.Tensor, past: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A causal block at one new position x (N, 1, D), given the normed inputs of the ``span``
+        positions before it (N, span, D; zeros before the start, like the padding)."""
+        window = torch.cat([past, self.norm(x)], dim=1)  # (N, span + 1, D): exactly the kernel's reach
+        h = self.conv(window.transpose(1, 2))  # (N, D, 1)
+        return x + self.dropout(F.gelu(h.transpose(1, 2))), window[:, 1:]
 
 
 class CNNEncoder(nn.Module):
@@ -114,6 +122,18 @@ class CNNDecoder(nn.Module):
             y = block(y, keep)
             y = (y + attn(norm(y), memory, memory_mask)).masked_fill(~keep, 0.0)
         return self.norm(y).masked_fill(~keep, 0.0)
+
+    def start(self, memory, memory_mask) -> DecoderState:
+        """Decoding state: each attention's keys and values, and each block's last ``span`` normed inputs."""
+        past = {f"b{i}": memory.new_zeros(memory.shape[0], b.span, self.d_model) for i, b in enumerate(self.blocks)}
+        return DecoderState(fixed={"memory_kv": [a.keys_values(memory) for a in self.attns], "mask": memory_mask}, rows=past)
+
+    def step(self, y, state: DecoderState):
+        """The output (N, 1, D) at the next position, from its input there (N, 1, D) and the state."""
+        for i, (block, norm, attn) in enumerate(zip(self.blocks, self.attn_norms, self.attns)):
+            y, state.rows[f"b{i}"] = block.step(y, state.rows[f"b{i}"])
+            y = y + attn.attend(norm(y), state.fixed["memory_kv"][i], state.fixed["mask"])
+        return self.norm(y), state
 
 
 ENCODER = CNNEncoder

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from models.attention import CrossAttention
+from models.attention import CrossAttention, DecoderState
 from models.chunking import in_row_chunks
 
 
@@ -127,6 +127,20 @@ class LSTMDecoder(nn.Module):
         context = self.attn(h, memory, memory_mask)
         out = torch.tanh(self.combine(self.dropout(torch.cat([h, context], dim=-1))))
         return out.masked_fill(~y_mask[..., None], 0.0)
+
+    def start(self, memory, memory_mask) -> DecoderState:
+        """Decoding state: the attention's keys and values, and zero LSTM states (N, layers, D)."""
+        zeros = memory.new_zeros(memory.shape[0], self.lstm.num_layers, self.d_model)
+        return DecoderState(fixed={"memory_kv": self.attn.keys_values(memory), "mask": memory_mask},
+                            rows={"h": zeros, "c": zeros})  # fmt: skip
+
+    def step(self, y, state: DecoderState):
+        """The output (N, 1, D) at the next position, from its input there (N, 1, D) and the state."""
+        h0, c0 = (state.rows[k].transpose(0, 1).contiguous() for k in ("h", "c"))
+        h, (hn, cn) = self.lstm(y, (h0, c0))
+        state.rows["h"], state.rows["c"] = hn.transpose(0, 1), cn.transpose(0, 1)
+        context = self.attn.attend(h, state.fixed["memory_kv"], state.fixed["mask"])
+        return torch.tanh(self.combine(self.dropout(torch.cat([h, context], dim=-1)))), state
 
 
 ENCODER = LSTMEncoder

@@ -3,8 +3,11 @@
 Each family module that can generate exports ``DECODER``, a causal decoder with
 ``forward(y (B, S, D), y_mask (B, S), memory (B, T, D), memory_mask (B, T)) -> (B, S, D)``.
 Source and target share one (joint subword) vocabulary and one embedding,
-tied with the output projection. Decoding re-runs the decoder over the prefix
-at each step, which every family supports without a cache.
+tied with the output projection. Decoding runs one position at a time: each
+DECODER also has ``start(memory, memory_mask) -> DecoderState`` and
+``step(y (N, 1, D), state) -> (out (N, 1, D), state)``, carrying what the
+earlier positions left (the Transformer's keys and values, the LSTM's states,
+each causal convolution's last inputs), so a step costs the same at any length.
 """
 
 from __future__ import annotations
@@ -71,15 +74,16 @@ class Seq2Seq(nn.Module):
         without bos and eos."""
         B, K = src.shape[0], beam_size
         memory = self.encode(src, src_mask).repeat_interleave(K, 0)  # (B*K, T, D)
-        mem_mask = src_mask.repeat_interleave(K, 0)
+        state = self.core.decoder.start(memory, src_mask.repeat_interleave(K, 0))
         seqs = torch.full((B * K, 1), self.bos, dtype=torch.long, device=src.device)
         scores = torch.full((B, K), float("-inf"), device=src.device)
         scores[:, 0] = 0.0
         done = torch.zeros(B, K, dtype=torch.bool, device=src.device)
         lengths = torch.zeros(B, K, device=src.device)
+        offsets = torch.arange(B, device=src.device)[:, None] * K
         for _ in range(max_len):
-            logp = self.decode(seqs, torch.ones_like(seqs, dtype=torch.bool), memory, mem_mask)[:, -1]
-            logp = logp.float().log_softmax(-1).view(B, K, -1)  # (B, K, V)
+            out, state = self.core.decoder.step(self.embed(seqs[:, -1:]), state)  # only the newest position
+            logp = self.embed.logits(out)[:, -1].float().log_softmax(-1).view(B, K, -1)  # (B, K, V)
             V = logp.shape[-1]
             # a finished beam only extends with padding (id 0), at no cost
             logp = torch.where(done[..., None], torch.full_like(logp, float("-inf")), logp)
@@ -88,6 +92,7 @@ class Seq2Seq(nn.Module):
             beam, token = flat // V, flat % V
             seqs = torch.cat([seqs.view(B, K, -1).gather(1, beam[..., None].expand(-1, -1, seqs.shape[1])),
                               token[..., None]], dim=-1).view(B * K, -1)  # fmt: skip
+            state.reorder((offsets + beam).view(-1))
             done, lengths = done.gather(1, beam), lengths.gather(1, beam)
             lengths = lengths + (~done).float()
             scores, done = best, done | (token == self.eos)

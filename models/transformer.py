@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention import CrossAttention
+from models.attention import CrossAttention, DecoderState
 from models.chunking import in_row_chunks
 
 POSITIONS = ("sinusoidal", "learned")
@@ -146,6 +146,17 @@ class DecoderBlock(nn.Module):
         y = y + self.dropout(self.cross(self.ln2(y), memory, memory_mask))
         return y + self.dropout(self.ff(self.ln3(y)))
 
+    def step(self, y, past_k, past_v, memory_kv, memory_mask):
+        """One new position (N, 1, D) against the cached keys and values of the earlier ones (N, nh, t, hs)."""
+        N, _, D = y.shape
+        nh = self.attn.n_heads
+        q, k, v = self.attn.qkv(self.ln1(y)).view(N, 1, 3, nh, D // nh).permute(2, 0, 3, 1, 4)  # 3 x (N, nh, 1, hs)
+        k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+        a = F.scaled_dot_product_attention(q, k, v)  # every cached key is in the past: no mask
+        y = y + self.dropout(self.attn.out(a.transpose(1, 2).reshape(N, 1, D)))
+        y = y + self.dropout(self.cross.attend(self.ln2(y), memory_kv, memory_mask))
+        return y + self.dropout(self.ff(self.ln3(y))), k, v
+
 
 class TransformerDecoder(nn.Module):
     """Causal self-attention and cross-attention to the encoder in every block (Vaswani et al. 2017)."""
@@ -174,6 +185,24 @@ class TransformerDecoder(nn.Module):
         for block in self.blocks:
             y = block(y, memory, memory_mask)
         return self.ln_f(y).masked_fill(~y_mask[..., None], 0.0)
+
+    def start(self, memory, memory_mask) -> DecoderState:
+        """Decoding state: each block's cross-attention keys and values, and empty self-attention caches."""
+        N, nh, D = memory.shape[0], self.blocks[0].attn.n_heads, self.d_model
+        empty = memory.new_zeros(N, nh, 0, D // nh)
+        caches = {f"{kv}{i}": empty for kv in "kv" for i in range(len(self.blocks))}
+        return DecoderState(fixed={"memory_kv": [b.cross.keys_values(memory) for b in self.blocks], "mask": memory_mask},
+                            rows=caches)
+
+    def step(self, y, state: DecoderState):
+        """The output (N, 1, D) at the next position, from its input there (N, 1, D) and the state."""
+        t = state.rows["k0"].shape[2]
+        y = self.dropout(y + self.positions[t : t + 1])
+        for i, block in enumerate(self.blocks):
+            y, state.rows[f"k{i}"], state.rows[f"v{i}"] = block.step(
+                y, state.rows[f"k{i}"], state.rows[f"v{i}"], state.fixed["memory_kv"][i], state.fixed["mask"]
+            )
+        return self.ln_f(y), state
 
 
 ENCODER = TransformerEncoder

@@ -69,6 +69,35 @@ def test_every_family_decodes_causally(name):
     torch.testing.assert_close(full[:, :3], part[:, :3], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", available())
+def test_decoding_step_by_step_matches_the_decoder_over_the_whole_prefix(name):
+    torch.manual_seed(1)
+    decoder = build_encoder_decoder(name, d_model=16).decoder.eval()
+    memory, y = torch.randn(3, 7, 16), torch.randn(3, 9, 16)
+    memory_mask = torch.ones(3, 7, dtype=torch.bool)
+    memory_mask[1, 4:] = False  # padded memory stays hidden in both paths
+    with torch.no_grad():
+        full = decoder(y, torch.ones(3, 9, dtype=torch.bool), memory, memory_mask)
+        state, steps = decoder.start(memory, memory_mask), []
+        for t in range(9):
+            out, state = decoder.step(y[:, t : t + 1], state)
+            steps.append(out)
+            if t == 4:  # beam search reorders hypotheses: the state must follow its rows
+                state.reorder(torch.tensor([2, 0, 1]))
+                y, full, memory_mask = y[[2, 0, 1]], full[[2, 0, 1]], memory_mask[[2, 0, 1]]
+                state.fixed["mask"] = memory_mask
+                state.fixed["memory_kv"] = _reorder_fixed(state.fixed["memory_kv"], [2, 0, 1])
+                steps = [s[[2, 0, 1]] for s in steps]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-4)
+
+
+def _reorder_fixed(memory_kv, order):
+    """The per-source part, reordered for the test only (in beam search it never changes rows)."""
+    if isinstance(memory_kv, list):
+        return [_reorder_fixed(kv, order) for kv in memory_kv]
+    return tuple(t[order] for t in memory_kv)
+
+
 def _score(model, src, src_mask, ids):
     """Log-probability of ``ids`` followed by eos."""
     seq = torch.tensor([[model.bos] + ids + [model.eos]])
@@ -76,9 +105,10 @@ def _score(model, src, src_mask, ids):
     return float(logp[0, torch.arange(seq.shape[1] - 1), seq[0, 1:]].sum())
 
 
-def test_beam_search_of_size_one_is_greedy_and_a_wider_beam_scores_no_worse():
+@pytest.mark.parametrize("name", available())
+def test_beam_search_of_size_one_is_greedy_and_a_wider_beam_scores_no_worse(name):
     torch.manual_seed(3)
-    model = Seq2Seq(build_encoder_decoder("transformer", d_model=16, n_heads=2), 12, bos=2, eos=3).eval()
+    model = Seq2Seq(build_encoder_decoder(name, d_model=16), 12, bos=2, eos=3).eval()
     src, src_mask = torch.randint(4, 12, (1, 5)), torch.ones(1, 5, dtype=torch.bool)
     greedy = [2]
     with torch.no_grad():
