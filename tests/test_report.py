@@ -126,6 +126,8 @@ def test_speed_from_two_devices_is_judged_and_tabled_per_device(tmp_path):
                                    for d in ("Test CPU", "Test GPU")]  # fmt: skip
     assert "T=128: cnn > transformer > lstm" in order.iloc[0]["evidence"]
     assert "T=128: transformer > cnn > lstm" in order.iloc[1]["evidence"]
+    rules = text.split("*the rule behind each verdict*")[1].split("## ")[0]
+    assert rules.count("| Speed order Transformer > CNN > RNN, parameter-matched (inference, fp32) |") == 1  # once
 
 
 def test_compiled_speed_never_merges_with_eager(tmp_path):

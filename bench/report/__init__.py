@@ -268,7 +268,11 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     claims.text("Each claim is judged by the rule given for it, on this run's records only; 'inconclusive' means "
                 "the intervals do not separate at this sample size or the evidence is mixed.")  # fmt: skip
     claims.table(verdicts[["claim", "verdict", "evidence", "conditions"]])
-    claims.table(verdicts[["claim", "rule"]], "the rule behind each verdict")
+    rules = verdicts[["claim", "rule"]]
+    if "device" in verdicts:  # a speed claim judged on several devices: its rule once
+        rules = rules.assign(claim=[c.removesuffix(f" on {d}") if isinstance(d, str) else c
+                                    for c, d in zip(verdicts["claim"], verdicts["device"])]).drop_duplicates("claim")  # fmt: skip
+    claims.table(rules, "the rule behind each verdict")
     env = Section("Environment")
     env.table(pd.DataFrame([{"what": k, "value": "; ".join(v)} for k, v in frames.environment(records).items()]))
 

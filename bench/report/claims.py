@@ -211,6 +211,7 @@ def all_claims(speed: pd.DataFrame, dist: pd.DataFrame, acc: pd.DataFrame, pre: 
                                        "Transformer-Base > CNN > Transformer-Big > RNN", mode),
                            rnn_slowdown(part, mode)]  # fmt: skip
             for row in device_rows:
+                row["device"] = device
                 row["claim"] += f" on {device}" if device else ""
             rows += device_rows
     rows += [agreement_beyond(dist), cnn_behind(dist), task_order(acc)]
