@@ -227,3 +227,21 @@ def test_the_pretraining_figure_lists_encoders_in_the_one_order():
     fig = figures.pretrain_gain(pd.DataFrame(rows), frames.encoder_order(["transformer", "cnn", "lstm"]))
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert [x for x in labels if x != "baseline"] == ["lstm", "cnn", "transformer"] and "baseline" in labels
+
+
+def test_pretraining_claims_are_judged_per_comparison_never_across():
+    # a small comparison where the transformer gains most, a large one where it loses: never averaged together
+    rows = []
+    for budget, tokens, gain in ((2e5, 1000, {"lstm": 0.0, "cnn": 0.0, "transformer": 0.3}),
+                                 (1e6, 5000, {"lstm": 0.2, "cnn": 0.2, "transformer": -0.2})):
+        for e in ("lstm", "cnn", "transformer"):
+            for t in (0, tokens):
+                for s in range(3):
+                    score = 0.5 + (gain[e] if t else 0.0) + 0.01 * s
+                    rows.append({"task": "tagging", "encoder": e, "objective": "mlm", "tokens": t, "score": score,
+                                 "seed": s, "budget": budget, "encoder_params": budget})  # fmt: skip
+    table = claims.all_claims(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(rows)).set_index("claim")
+    most = table[table.index.str.startswith("Two-stage training helps the Transformer most")]
+    assert list(most.index) == ["Two-stage training helps the Transformer most (0.2M-parameter comparison)",
+                                "Two-stage training helps the Transformer most (1M-parameter comparison)"]  # fmt: skip
+    assert list(most["verdict"]) == ["holds", "does not hold"]

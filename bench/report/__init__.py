@@ -268,11 +268,12 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     claims.text("Each claim is judged by the rule given for it, on this run's records only; 'inconclusive' means "
                 "the intervals do not separate at this sample size or the evidence is mixed.")  # fmt: skip
     claims.table(verdicts[["claim", "verdict", "evidence", "conditions"]])
-    rules = verdicts[["claim", "rule"]]
-    if "device" in verdicts:  # a speed claim judged on several devices: its rule once
-        rules = rules.assign(claim=[c.removesuffix(f" on {d}") if isinstance(d, str) else c
-                                    for c, d in zip(verdicts["claim"], verdicts["device"])]).drop_duplicates("claim")  # fmt: skip
+    # a claim judged on several devices or comparisons: its rule once
+    judged_on = verdicts["judged_on"].fillna("") if "judged_on" in verdicts else pd.Series("", index=verdicts.index)
+    rules = verdicts[["claim", "rule"]].assign(
+        claim=[c.removesuffix(j) if j else c for c, j in zip(verdicts["claim"], judged_on)]).drop_duplicates("claim")
     claims.table(rules, "the rule behind each verdict")
+    verdicts = verdicts.drop(columns="judged_on", errors="ignore")
     env = Section("Environment")
     env.table(pd.DataFrame([{"what": k, "value": "; ".join(v)} for k, v in frames.environment(records).items()]))
 

@@ -211,13 +211,24 @@ def all_claims(speed: pd.DataFrame, dist: pd.DataFrame, acc: pd.DataFrame, pre: 
                                        "Transformer-Base > CNN > Transformer-Big > RNN", mode),
                            rnn_slowdown(part, mode)]  # fmt: skip
             for row in device_rows:
-                row["device"] = device
-                row["claim"] += f" on {device}" if device else ""
+                row["judged_on"] = f" on {device}" if device else ""
+                row["claim"] += row["judged_on"]
             rows += device_rows
     rows += [agreement_beyond(dist), cnn_behind(dist), task_order(acc)]
     pre = pd.DataFrame() if pre is None else pre
-    rows += [pretrain_helps_transformer_most(pre), small_data_gap_closes(pre)]
+    for budget, part in per_budget(pre):  # one comparison (model size, data) at a time: gains never average across
+        budget_rows = [pretrain_helps_transformer_most(part), small_data_gap_closes(part)]
+        for row in budget_rows:
+            row["judged_on"] = f" ({budget / 1e6:.3g}M-parameter comparison)" if budget else ""
+            row["claim"] += row["judged_on"]
+        rows += budget_rows
     return pd.DataFrame(rows)
+
+
+def per_budget(table: pd.DataFrame) -> list[tuple[float | None, pd.DataFrame]]:
+    """``table`` split by parameter budget (its comparison): one part named None where it holds one."""
+    budgets = sorted(table["budget"].dropna().unique()) if "budget" in table else []
+    return [(None, table)] if len(budgets) <= 1 else [(b, table[table["budget"] == b]) for b in budgets]
 
 
 def _pretrain_scores(pre: pd.DataFrame) -> pd.DataFrame | None:
