@@ -19,7 +19,7 @@ from torch import nn
 import models
 from bench.env import environment
 from bench.report.stats import Interval, ratio_of_medians
-from bench.timing import forward_flops, gemm_peak, in_fresh_process, measure_config, time_calls, tune_malloc
+from bench.timing import Timing, forward_flops, gemm_peak, in_fresh_process, measure_config, time_calls, tune_malloc
 
 B = 32
 
@@ -57,10 +57,6 @@ def compare(fns: dict, min_run_time: float, rounds: int = 3) -> dict:
         for name, fn in fns.items():
             times[name] += time_calls(fn, cpu, min_run_time / rounds, min_repeats=3).times
     return times
-
-
-def median(times: list[float]) -> float:
-    return sorted(times)[len(times) // 2]
 
 
 def _memory(build: dict, threads: int) -> dict:
@@ -103,7 +99,7 @@ def main(argv=None) -> int:
         with torch.no_grad():
             times = compare({"ours": lambda: ours(x, mask), "torch": lambda: ref(x, src_key_padding_mask=~mask)},
                             args.min_run_time)  # fmt: skip
-        mfu = forward_flops(ours, T, cpu) * B / median(times["ours"]) / peak
+        mfu = forward_flops(ours, T, cpu) * B / Timing(times["ours"]).median / peak
         target(f"Transformer inference MFU, T={T}", mfu, ">= 0.70" if T == 128 else ">= 0.55", mfu >= (0.70 if T == 128 else 0.55))
         ratio = ratio_of_medians(times["ours"], times["torch"])  # median(torch) / median(ours)
         goal = 1.25 if T == 512 else 1.0
@@ -115,7 +111,7 @@ def main(argv=None) -> int:
         x, mask = inputs(T, cnn.d_model)
         with torch.no_grad():
             times = compare({"cnn": lambda: cnn(x, mask)}, args.min_run_time / 2)
-        mfu = forward_flops(cnn, T, cpu) * B / median(times["cnn"]) / peak
+        mfu = forward_flops(cnn, T, cpu) * B / Timing(times["cnn"]).median / peak
         target(f"CNN inference MFU, T={T}", mfu, ">= 0.70", mfu >= 0.70)
 
     lstm = models.build_encoder(**sizes["lstm"]).eval()

@@ -27,7 +27,7 @@ class DilatedBlock(nn.Module):
     def __init__(self, d_model: int, kernel_size: int, dilation: int, causal: bool, norm: str, dropout: float):
         super().__init__()
         span = (kernel_size - 1) * dilation
-        self.span, self.causal = span, causal
+        self.span = span
         self.pad = (span, 0) if causal else (span // 2, span - span // 2)
         self.norm = _norm(norm, d_model)
         self.conv = nn.Conv1d(d_model, d_model, kernel_size, dilation=dilation)

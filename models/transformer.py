@@ -55,6 +55,15 @@ class SelfAttention(nn.Module):
         )  # (B, nh, T, hs)
         return self.out(y.transpose(1, 2).reshape(B, T, D))
 
+    def step(self, x: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor):
+        """Causal attention of one new position x (N, 1, D) over the cached keys and values of the
+        earlier ones (N, nh, t, hs) and itself; returns the output and the caches grown by one."""
+        N, _, D = x.shape
+        q, k, v = self.qkv(x).view(N, 1, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # 3 x (N, nh, 1, hs)
+        k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+        y = F.scaled_dot_product_attention(q, k, v)  # every cached key is in the past: no mask
+        return self.out(y.transpose(1, 2).reshape(N, 1, D)), k, v
+
 
 class Block(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, attn_dropout: float = 0.0):
@@ -148,12 +157,8 @@ class DecoderBlock(nn.Module):
 
     def step(self, y, past_k, past_v, memory_kv, memory_mask):
         """One new position (N, 1, D) against the cached keys and values of the earlier ones (N, nh, t, hs)."""
-        N, _, D = y.shape
-        nh = self.attn.n_heads
-        q, k, v = self.attn.qkv(self.ln1(y)).view(N, 1, 3, nh, D // nh).permute(2, 0, 3, 1, 4)  # 3 x (N, nh, 1, hs)
-        k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
-        a = F.scaled_dot_product_attention(q, k, v)  # every cached key is in the past: no mask
-        y = y + self.dropout(self.attn.out(a.transpose(1, 2).reshape(N, 1, D)))
+        a, k, v = self.attn.step(self.ln1(y), past_k, past_v)
+        y = y + self.dropout(a)
         y = y + self.dropout(self.cross.attend(self.ln2(y), memory_kv, memory_mask))
         return y + self.dropout(self.ff(self.ln3(y))), k, v
 

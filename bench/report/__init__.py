@@ -278,7 +278,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     env.table(pd.DataFrame([{"what": k, "value": "; ".join(v)} for k, v in frames.environment(records).items()]))
 
     sections = [intro, claims, env]
-    for device, part in claims_mod.per_device(speed):  # one speed section per device: never merged across devices
+    for device, part in claims_mod.split_by(speed, "device"):  # one speed section per device: never merged across devices
         if not part.empty:
             latency_d, scaling_d, gemm_d, grid_d = (_on_device(t, device) for t in (latency, scaling, gemm, grid))
             sections.append(_speed_section(part, latency_d, scaling_d, gemm_d, order, fig_dir, grid_d, device))

@@ -196,15 +196,16 @@ def task_order(acc: pd.DataFrame) -> dict:
     return _row(claim, verdict, "; ".join(evidence), rule, conditions)
 
 
-def per_device(table: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
-    """``table`` split by the device it was measured on: one part named None where it holds one device."""
-    devices = sorted(table["device"].dropna().unique()) if "device" in table else []
-    return [(None, table)] if len(devices) <= 1 else [(d, table[table["device"] == d]) for d in devices]
+def split_by(table: pd.DataFrame, column: str) -> list[tuple]:
+    """``table`` split by ``column`` (the device, or the parameter budget of a comparison), so that no claim
+    mixes two; a single part named None where the table holds one value."""
+    values = sorted(table[column].dropna().unique()) if column in table else []
+    return [(None, table)] if len(values) <= 1 else [(v, table[table[column] == v]) for v in values]
 
 
 def all_claims(speed: pd.DataFrame, dist: pd.DataFrame, acc: pd.DataFrame, pre: pd.DataFrame | None = None) -> pd.DataFrame:
     rows = []
-    for device, part in per_device(speed):  # speed is judged on one device at a time, never across devices
+    for device, part in split_by(speed, "device"):  # speed is judged on one device at a time, never across devices
         for mode in ("infer", "train"):
             device_rows = [speed_order(part, [TRANSFORMER, CNN, RNN], "Transformer > CNN > RNN, parameter-matched", mode),
                            speed_order(part, ["transformer_base", CNN, "transformer_big", RNN],
@@ -216,19 +217,13 @@ def all_claims(speed: pd.DataFrame, dist: pd.DataFrame, acc: pd.DataFrame, pre: 
             rows += device_rows
     rows += [agreement_beyond(dist), cnn_behind(dist), task_order(acc)]
     pre = pd.DataFrame() if pre is None else pre
-    for budget, part in per_budget(pre):  # one comparison (model size, data) at a time: gains never average across
+    for budget, part in split_by(pre, "budget"):  # one comparison (model size, data) at a time: gains never average across
         budget_rows = [pretrain_helps_transformer_most(part), small_data_gap_closes(part)]
         for row in budget_rows:
             row["judged_on"] = f" ({budget / 1e6:.3g}M-parameter comparison)" if budget else ""
             row["claim"] += row["judged_on"]
         rows += budget_rows
     return pd.DataFrame(rows)
-
-
-def per_budget(table: pd.DataFrame) -> list[tuple[float | None, pd.DataFrame]]:
-    """``table`` split by parameter budget (its comparison): one part named None where it holds one."""
-    budgets = sorted(table["budget"].dropna().unique()) if "budget" in table else []
-    return [(None, table)] if len(budgets) <= 1 else [(b, table[table["budget"] == b]) for b in budgets]
 
 
 def _pretrain_scores(pre: pd.DataFrame) -> pd.DataFrame | None:
