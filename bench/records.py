@@ -52,7 +52,15 @@ def write_record(run_dir: Path, record: Record) -> Path:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all, readable as any file the user writes (mkstemp's
+    own mode, 0600, would hide records from the other users of a shared results folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -60,7 +68,11 @@ def _atomic_write(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk names no file: name the one that could not be written
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror, str(path)) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -86,6 +98,12 @@ def has_ok_record(run_dir: Path, key: str) -> bool:
     return data is not None and data["status"] == "ok"
 
 
+def record_index(root: Path) -> dict[str, Path]:
+    """Where each record key under ``root`` is stored, in any job folder of the tree. A key is a
+    measurement's identity (its content, not its folder): one tree holds it once."""
+    return {path.stem: path for path in sorted(Path(root).rglob("records/*.json"))}
+
+
 def iter_records(root: Path):
     for path in sorted(Path(root).rglob("records/*.json")):
         data = read_record(path)
@@ -95,12 +113,24 @@ def iter_records(root: Path):
 
 
 def load_records(root: Path):
-    """All records under ``root`` as a DataFrame, one row per record; corrupt files are skipped."""
+    """All records under ``root`` as a DataFrame, one row per measurement; corrupt files are skipped.
+
+    A key met in several files (trees written before keys were kept unique across job folders, or
+    folders copied together) is read once: its ok record over a failed one, else the latest. How many
+    files were dropped so is in ``frame.attrs["duplicates"]``.
+    """
     import pandas as pd
 
     rows = list(iter_records(root))
     columns = list(Record.__dataclass_fields__) + ["path"]
-    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    if frame.empty:
+        frame.attrs["duplicates"] = 0
+        return frame
+    rank = frame.assign(_ok=frame["status"] == "ok").sort_values(["_ok", "ended", "path"], kind="stable")
+    unique = rank.drop_duplicates("key", keep="last").drop(columns="_ok").sort_values("path").reset_index(drop=True)
+    unique.attrs["duplicates"] = len(frame) - len(unique)
+    return unique
 
 
 def compiled(config) -> bool:

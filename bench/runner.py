@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.env import environment, resolve_device
 from bench.errors import Abort, UserError
-from bench.records import Record, has_ok_record, now, write_record, write_summary
+from bench.records import Record, now, read_record, record_index, write_record, write_summary
 
 log = logging.getLogger("bench")
 
@@ -56,6 +56,15 @@ class Context:
     out_dir: Path
     threads: int
     cache: dict = field(default_factory=dict)  # what units of one job share, e.g. a calibration
+    record_paths: dict = field(default_factory=dict)  # key -> file of each unit of this job done so far
+
+    def job_records(self):
+        """The records of this job's units finished so far (run now or before, in whichever folder of the
+        results tree they are kept)."""
+        for path in self.record_paths.values():
+            data = read_record(path) if path.exists() else None
+            if data is not None:
+                yield data
 
 
 def seed_everything(seed: int) -> None:
@@ -100,8 +109,14 @@ def _reason(err: Exception) -> str:
     return text
 
 
-def job_threads() -> int:
-    """All cores, shared out among the jobs a parallel launcher runs at once."""
+def job_threads(cfg: DictConfig | None = None) -> tuple[int, str]:
+    """The job's thread count and why: ``threads=``, else OMP_NUM_THREADS, else all cores shared out among
+    the jobs a parallel launcher runs at once."""
+    if cfg is not None and cfg.get("threads"):
+        return cfg.threads, "threads="
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) > 0:
+        return int(omp), "OMP_NUM_THREADS"
     cores = os.cpu_count() or 1
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -111,7 +126,7 @@ def job_threads() -> int:
         parallel = 1
     if parallel < 0:  # joblib's -1: as many jobs as cores
         parallel = cores
-    return max(1, cores // parallel)
+    return max(1, cores // parallel), f"{cores} cores" + (f" over {parallel} parallel jobs" if parallel > 1 else "")
 
 
 def config_hash(config: dict) -> str:
@@ -161,15 +176,27 @@ def memory_limit(gigabytes: float | None):
         resource.setrlimit(resource.RLIMIT_AS, previous)
 
 
-def run_job(cfg: DictConfig, out_dir: Path) -> dict:
-    """Run every unit of ``cfg.suite`` for ``cfg.model``; return counts of ok, failed and skipped."""
+def run_job(cfg: DictConfig, out_dir: Path, tree: Path | None = None) -> dict:
+    """Run every unit of ``cfg.suite`` for ``cfg.model`` into ``out_dir``; return counts of ok, failed and
+    skipped. ``tree`` is the results folder the job belongs to (a sweep's folder; default ``out_dir``): a
+    unit whose record is anywhere in it is the same measurement, done once for the whole tree."""
     with memory_limit(cfg.limits.memory_gb):
-        return _run_units(cfg, out_dir)
+        return _run_units(cfg, Path(out_dir).resolve(), Path(tree or out_dir).resolve())
 
 
-def _run_units(cfg: DictConfig, out_dir: Path) -> dict:
+def _write(folder: Path, record: Record) -> Path:
+    """Write a record; a full disk or a folder that cannot be written stops the sweep with one sentence."""
+    from bench.errors import explain_os_error
+
+    try:
+        return write_record(folder, record)
+    except OSError as err:
+        raise Abort(explain_os_error(err), exit_code=1) from None
+
+
+def _run_units(cfg: DictConfig, out_dir: Path, tree: Path) -> dict:
     job_deadline = time.perf_counter() + cfg.limits.job_seconds if cfg.limits.job_seconds else None
-    threads = cfg.threads or job_threads()
+    threads, why = job_threads(cfg)
     torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
     suite = importlib.import_module(SUITES[cfg.suite])
@@ -177,12 +204,20 @@ def _run_units(cfg: DictConfig, out_dir: Path) -> dict:
     units = suite.units(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     env = environment(device)
+    log.info(f"{cfg.suite} {ctx.encoder}: {len(units)} units on {device.type} with {threads} threads ({why})")
+    index = record_index(tree) if tree.exists() else {}
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     for i, unit in enumerate(units, 1):
         key = unit_key(cfg, suite, unit)
         tag = f"[{i}/{len(units)}] {cfg.suite} {ctx.encoder} {unit.label}"
-        if not (cfg.force or unit.always) and has_ok_record(out_dir, key):
-            log.info(f"{tag}: done before, skipped (force=true redoes it)")
+        found = index.get(key)
+        if found is None and (out_dir / "records" / f"{key}.json").exists():  # a concurrent sweep's, since
+            found = out_dir / "records" / f"{key}.json"
+        previous = read_record(found) if found is not None and found.exists() else None
+        if not (cfg.force or unit.always) and previous is not None and previous["status"] == "ok":
+            where = "" if found.parent.parent == out_dir else f" in {found.parent.parent}"
+            log.info(f"{tag}: done before{where}, skipped (force=true redoes it)")
+            ctx.record_paths[key] = found
             counts["skipped"] += 1
             continue
         record = Record(
@@ -206,22 +241,26 @@ def _run_units(cfg: DictConfig, out_dir: Path) -> dict:
             record.info = {"traceback": traceback.format_exc(limit=8)}
         record.ended = now()
         record.info["wall_s"] = round(time.perf_counter() - t0, 3)
-        write_record(out_dir, record)
+        # one identity, one file in the tree: a redone unit replaces its record where it is kept
+        ctx.record_paths[key] = index[key] = _write(found.parent.parent if found is not None else out_dir, record)
         counts[record.status] += 1
         outcome = suite.headline(asdict(record)) if record.status == "ok" else f"FAILED: {record.reason}"
         log.info(f"{tag}: {outcome} ({record.info['wall_s']:.1f} s)")
-    write_summary(out_dir)
-    counts["objective"] = objective(out_dir, cfg.suite)
+    try:
+        write_summary(out_dir)
+    except OSError as err:
+        from bench.errors import explain_os_error
+
+        raise Abort(explain_os_error(err), exit_code=1) from None
+    counts["objective"] = objective(ctx.job_records(), cfg.suite)
     return counts
 
 
-def objective(out_dir: Path, suite: str) -> float:
-    """Mean validation score of the job's finished training units, higher is better (MSE enters
-    negated): what a tuning sweeper maximises. Test metrics never enter it."""
-    from bench.records import iter_records
-
+def objective(records, suite: str) -> float:
+    """Mean validation score of the job's finished training units (``records``), higher is better (MSE
+    enters negated): what a tuning sweeper maximises. Test metrics never enter it."""
     scores = []
-    for record in iter_records(out_dir):
+    for record in records:
         if record["status"] != "ok" or record["suite"] != suite:
             continue
         metric = record["info"].get("selection_metric") or record["info"].get("metric")

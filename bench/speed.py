@@ -17,7 +17,6 @@ import torch
 from omegaconf import DictConfig
 
 from bench.env import supports_bf16
-from bench.records import iter_records
 from bench.runner import Context, Unit
 from bench.schema import model_kwargs
 from bench.timing import Timing, can_measure_cpu_memory, gemm_peak, in_fresh_process, measure_config
@@ -145,11 +144,11 @@ def fit_exponent(seq_lens: list[int], seconds: list[float]) -> float:
 
 
 def _scaling(ctx: Context, dtype: str) -> tuple[list[dict], dict]:
-    """Scaling exponents from this job's throughput records: time per sequence (a batch's time over its
-    size, which shrinks at long T under speed.max_tokens) against T."""
+    """Scaling exponents from this job's throughput records (wherever in the results tree they are kept):
+    time per sequence (a batch's time over its size, which shrinks at long T under speed.max_tokens) against T."""
     per_metric: dict[str, dict[int, float]] = {"infer_ms": {}, "train_ms": {}}
     batches: dict[int, int] = {}
-    for rec in iter_records(ctx.out_dir):
+    for rec in ctx.job_records():
         info = rec["info"]
         if rec["status"] == "ok" and rec["task"] == "throughput" and info.get("dtype") == dtype and not info.get("grid"):
             for m in rec["metrics"]:

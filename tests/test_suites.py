@@ -48,7 +48,7 @@ def test_the_batch_grid_is_capped_like_the_main_batch_and_never_measured_twice(c
     assert sorted(runs) == [(8, 1, True), (8, 4, False), (8, 16, True), (4096, 1, True), (4096, 2, False)]  # 8192 tokens
 
 
-def test_scaling_exponent_is_fitted_on_time_per_sequence(monkeypatch):
+def test_scaling_exponent_is_fitted_on_time_per_sequence():
     from bench import speed
 
     assert speed.fit_exponent([32, 64, 128], [1.0, 4.0, 16.0]) == pytest.approx(2.0)
@@ -56,8 +56,7 @@ def test_scaling_exponent_is_fitted_on_time_per_sequence(monkeypatch):
     fake = [{"status": "ok", "task": "throughput", "info": {"dtype": "fp32", "B": 64 // (T // 32)},
              "metrics": [{"setting": T, "metric": "infer_ms", "value": (64 // (T // 32)) * (T / 32) ** 2}]}
             for T in (32, 64, 128)]  # fmt: skip
-    monkeypatch.setattr(speed, "iter_records", lambda out_dir: fake)
-    rows, info = speed._scaling(type("Ctx", (), {"out_dir": None})(), "fp32")
+    rows, info = speed._scaling(type("Ctx", (), {"job_records": lambda self: iter(fake)})(), "fp32")
     assert rows[0]["metric"] == "infer_exponent" and rows[0]["value"] == pytest.approx(2.0)
     assert info["infer_ms"]["batch_sizes"] == [64, 32, 16]
 

@@ -263,6 +263,10 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     intro.text(f"Built from {len(records)} records under {run_dir} ({ok} ok, {len(records) - ok} failed); "
                f"encoders: {', '.join(order) or 'none'}; suites: {', '.join(sorted(set(records['suite']))) or 'none'}. "
                "Every number below comes from those records; `python -m bench.report DIR` rebuilds this page.")  # fmt: skip
+    if records.attrs.get("duplicates"):
+        intro.text(f"{records.attrs['duplicates']} more record files repeated a measurement already read (the same "
+                   "key in several job folders, as older trees could hold) and were read once: each measurement "
+                   "counts once in every table and interval.")  # fmt: skip
     verdicts = claims_mod.all_claims(*(claims_mod.by_family(t) for t in (speed, dist, acc, pre)))
     claims = Section("Claims of the published comparison")
     claims.text("Each claim is judged by the rule given for it, on this run's records only; 'inconclusive' means "
