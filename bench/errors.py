@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import re
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -10,7 +12,45 @@ class UserError(Exception):
 
 
 class Abort(BaseException):
-    """Stops a whole sweep at once (Hydra's launcher would record an Exception and go on)."""
+    """Stops a whole sweep at once (Hydra's launcher would record an Exception and go on); the message is
+    one sentence, ``exit_code`` the process's status (2: a bad setting; 1: the run could not finish)."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+_OS_REASONS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def explain_os_error(exc: OSError) -> str:
+    """One sentence for a file that could not be written or read: which path, why, what to do."""
+    path = exc.filename or "a results file"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST) and exc.filename:
+        blocker = next((p for p in Path(exc.filename).parents if p.is_file()), None)
+        where = f"{blocker} is a file, not a folder" if blocker else f"{path} is not a folder"
+        return f"cannot create {path}: {where}; choose another output folder (hydra.run.dir=...)."
+    reason = _OS_REASONS.get(exc.errno, exc.strerror or type(exc).__name__)
+    hint = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "choose a folder you can write to"
+    verb = "write" if exc.errno in _OS_REASONS else "use"
+    return (f"cannot {verb} {path}: {reason}; every record finished before is kept; {hint} "
+            "(or another hydra.run.dir) and rerun the same command to resume.")
+
+
+def _os_error_in(exc: BaseException | None) -> OSError | None:
+    """The OSError that caused ``exc`` (Hydra and logging wrap them), if any."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 _CONVERSIONS = {
@@ -19,6 +59,13 @@ _CONVERSIONS = {
     "Boolean": "true or false",
     "String": "a string",
 }
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status for an explained error: 1 where the run could not finish, 2 for a bad setting."""
+    if isinstance(exc, Abort):
+        return exc.exit_code
+    return 1 if _os_error_in(exc) is not None else 2
 
 
 def explain(exc: BaseException) -> str | None:
@@ -32,6 +79,8 @@ def explain(exc: BaseException) -> str | None:
 
     if isinstance(exc, (UserError, Abort)):
         return str(exc)
+    if _os_error_in(exc) is not None:
+        return explain_os_error(_os_error_in(exc))
     if isinstance(exc, MissingConfigException):
         group, _, option = (exc.missing_cfg_file or "").rpartition("/")
         if group and exc.options:

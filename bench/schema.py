@@ -23,18 +23,18 @@ import models
 from bench.errors import UserError
 
 
-def _range(lo=None, hi=None, choices=None) -> dict:
-    return {"min": lo, "max": hi, "choices": choices}
+def _range(lo=None, hi=None, choices=None, nonempty=False) -> dict:
+    return {"min": lo, "max": hi, "choices": choices, "nonempty": nonempty}
 
 
 @dataclass
 class SpeedConfig:
-    seq_lens: Optional[List[int]] = field(default=None, metadata=_range(1))  # null: 32..1024 on a CPU, 32..4096 on a GPU
+    seq_lens: Optional[List[int]] = field(default=None, metadata=_range(1, nonempty=True))  # null: 32..1024 on a CPU, 32..4096 on a GPU
     batch_size: int = field(default=32, metadata=_range(1))
     batch_sizes: List[int] = field(default_factory=list, metadata=_range(1))  # the batch-size grid: also measured at every T
     max_tokens: Optional[int] = field(default=None, metadata=_range(1))  # batch capped to this many tokens; null: 8192 on a CPU, none on a GPU
     latency_seq_lens: List[int] = field(default_factory=lambda: [128, 512], metadata=_range(1))
-    dtypes: List[str] = field(default_factory=lambda: ["fp32", "bf16"], metadata=_range(choices=["fp32", "tf32", "bf16", "fp16"]))
+    dtypes: List[str] = field(default_factory=lambda: ["fp32", "bf16"], metadata=_range(choices=["fp32", "tf32", "bf16", "fp16"], nonempty=True))
     train: bool = True
     memory: bool = True
     min_run_time: float = field(default=0.3, metadata=_range(0.0))
@@ -68,7 +68,7 @@ class ProbeTask:
     type: str = "probe"
     probe: str = MISSING
     options: Dict[str, Any] = field(default_factory=dict)  # the probe's constructor arguments
-    distances: Optional[List[int]] = field(default=None, metadata=_range(1))  # null: the probe's defaults
+    distances: Optional[List[int]] = field(default=None, metadata=_range(1, nonempty=True))  # null: the probe's defaults
     n_train: int = field(default=4000, metadata=_range(1))
     n_validation: int = field(default=500, metadata=_range(1))
     n_test: int = field(default=1000, metadata=_range(1))
@@ -117,8 +117,8 @@ class AccuracyConfig:
 class PretrainConfig:
     """Two-stage training (suite=pretrain): pre-train each family on unlabelled text, then fine-tune."""
 
-    objectives: List[str] = field(default_factory=lambda: ["mlm"], metadata=_range(choices=["mlm", "clm", "elmo"]))  # elmo: LSTM only
-    tokens: List[int] = field(default_factory=lambda: [200000], metadata=_range(1))  # checkpoints at each count; every family sees the same tokens
+    objectives: List[str] = field(default_factory=lambda: ["mlm"], metadata=_range(choices=["mlm", "clm", "elmo"], nonempty=True))  # elmo: LSTM only
+    tokens: List[int] = field(default_factory=lambda: [200000], metadata=_range(1, nonempty=True))  # checkpoints at each count; every family sees the same tokens
     batch_size: int = field(default=32, metadata=_range(1))  # sentences per pre-training step
     lr: float = field(default=2e-3, metadata=_range(0.0))
     warmup: float = field(default=0.05, metadata=_range(0.0, 1.0))
@@ -265,6 +265,9 @@ def _check_ranges(node: Any, schema: type, path: str) -> None:
         if not meta or value is None:
             continue
         values = list(value) if OmegaConf.is_list(value) or isinstance(value, list) else [value]
+        if meta.get("nonempty") and not values:
+            null = " (or null for the defaults)" if type(None) in typing.get_args(hints[f.name]) else ""
+            raise UserError(f"{key}=[] is empty; give at least one value{null}.")
         for v in values:
             if meta.get("choices") and v not in meta["choices"]:
                 raise UserError(f"{key}={value} is not allowed; choose from {', '.join(meta['choices'])}.")
@@ -295,9 +298,44 @@ def model_kwargs(model_cfg: DictConfig) -> dict:
     return kwargs
 
 
+TASK_FILES = Path(__file__).resolve().parent.parent / "conf" / "task"
+
+
+def normalize_tasks(cfg: DictConfig) -> None:
+    """Make ``cfg.tasks`` hold exactly the selected tasks, each with its full schema, in place.
+
+    A preset's settings for a task that ``task=[...]`` did not select leave a node without a type: it is
+    dropped, so that presets narrow to any task list. A task written inline (``+tasks.mine={type: ...}``)
+    gets its type's defaults, so that it is validated and run like one from a task file.
+    """
+    from omegaconf import open_dict
+    from omegaconf.errors import ConfigKeyError, ValidationError
+
+    known = {p.stem for p in TASK_FILES.glob("*.yaml")}
+    for name in list(cfg.tasks):
+        task = cfg.tasks[name]
+        kind = task.get("type") if OmegaConf.is_dict(task) else None
+        if kind is None:
+            if name in known:
+                with open_dict(cfg.tasks):
+                    del cfg.tasks[name]
+                continue
+            raise UserError(f"tasks.{name} has no type; select a task file with task=[...] or set "
+                            f"tasks.{name}.type (one of {', '.join(TASK_SCHEMAS)}).")  # fmt: skip
+        if kind in TASK_SCHEMAS and OmegaConf.get_type(task) is dict:
+            try:
+                merged = OmegaConf.merge(OmegaConf.structured(TASK_SCHEMAS[kind]), task)
+            except (ConfigKeyError, ValidationError) as err:
+                raise UserError(f"tasks.{name}.{err.key} is not valid for a {kind} task: "
+                                f"{str(err).splitlines()[0]}.") from None  # fmt: skip
+            with open_dict(cfg.tasks):
+                cfg.tasks[name] = merged
+
+
 def validate(cfg: DictConfig) -> None:
     """Check ranges and cross-field rules; raise UserError naming the setting."""
     _check_ranges(cfg, Config, "")
+    normalize_tasks(cfg)
     for name, task in cfg.tasks.items():
         if task.get("type") not in TASK_SCHEMAS:
             raise UserError(f"tasks.{name}.type={task.get('type')} is not a task type; choose from {', '.join(TASK_SCHEMAS)}.")

@@ -76,6 +76,9 @@ def build_encoder(
     options stay as given.
     """
     cls = encoder_class(name)
+    for size, value in (("d_model", d_model), ("param_budget", param_budget)):
+        if value is not None and value < 1:
+            raise ValueError(f"{size}={value} must be positive")
     unknown = set(options) - set(encoder_options(name))
     if unknown:
         raise ValueError(

@@ -78,12 +78,46 @@ def compose_error(compose, *overrides) -> str:
         (["device=tpu"], ["device=tpu", "cpu"]),
         (["model=lstm", "model.n_heads=4"], ["model.n_heads=4", "not a setting of the lstm encoder"]),
         (["seed=x"], ["seed", "integer"]),
+        (["model=transformer", "model.d_model=-5"], ["model.d_model=-5", "must be positive"]),
+        (["speed.seq_lens=[]"], ["speed.seq_lens=[]", "empty", "null"]),
+        (["speed.dtypes=[]"], ["speed.dtypes=[]", "empty"]),
+        (["+tasks.mine={n_train: 5}"], ["tasks.mine has no type", "task=[...]"]),
+        (["+tasks.mine={type: classification, colour: red}"], ["tasks.mine.colour", "classification"]),
     ],
 )
 def test_a_bad_override_is_one_sentence_naming_the_setting(compose, overrides, words):
     sentence = compose_error(compose, *overrides)
     for word in words:
         assert word in sentence, sentence
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_preset_narrows_to_one_task_and_builds_its_units(compose, experiment):
+    import importlib
+
+    from bench.runner import SUITES
+    from bench.schema import normalize_tasks
+
+    whole = compose(f"experiment={experiment}", return_hydra_config=True)
+    suites = str((whole.hydra.sweeper.get("params") or {}).get("suite", whole.suite)).split(",")
+    for suite in suites:
+        task = next(n for n, t in compose(f"experiment={experiment}", f"suite={suite}").tasks.items()
+                    if t.get("type") is not None and (suite != "distance") == (t.type != "probe"))  # fmt: skip
+        cfg = compose(f"experiment={experiment}", f"suite={suite}", f"task=[{task}]")
+        validate(cfg)
+        normalize_tasks(cfg)
+        assert list(cfg.tasks) == [task]
+        units = importlib.import_module(SUITES[suite]).units(cfg)
+        assert units and all(u.task == task for u in units if u.task in whole.tasks), suite
+
+
+def test_an_inline_task_gets_its_type_defaults(compose):
+    from bench.schema import normalize_tasks
+
+    cfg = compose("suite=accuracy", "task=[tagging]", "+tasks.mine={type: classification, n_train: 40}")
+    validate(cfg)
+    normalize_tasks(cfg)
+    assert cfg.tasks.mine.n_train == 40 and cfg.tasks.mine.vocab_size == 30000 and cfg.tasks.mine.source == "embedded"
 
 
 def run_cli(*args, timeout=120):

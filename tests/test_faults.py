@@ -1,6 +1,9 @@
-"""Faults, done for real: a killed sweep resumes, SIGINT keeps what is done, a job that runs out
-of memory or past its time is recorded as failed, concurrent sweeps never lose records."""
+"""Faults, done for real: a killed sweep resumes, SIGINT and SIGTERM keep what is done, a job that runs out
+of memory or past its time is recorded as failed, concurrent sweeps never lose records, an output folder that
+cannot be written (read-only, under a file, a full disk) is one sentence and keeps every finished record."""
 
+import contextlib
+import errno
 import json
 import os
 import signal
@@ -93,13 +96,154 @@ def test_sigint_stops_cleanly_and_keeps_finished_records(tmp_path):
 
 
 @pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c_and_keeps_finished_records(tmp_path):
+    out = tmp_path / "run"
+    proc = bench(*tiny(*THREE), "++tasks.classification.train.steps=1000000", "model=cnn",
+                 f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+    try:
+        wait_for_records(out, 1, proc)
+        os.killpg(proc.pid, signal.SIGTERM)
+        log = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, log[-2000:]
+    assert log.strip().splitlines()[-1].startswith("fxbench: terminated (SIGTERM); finished records are kept")
+    all_records_parse(out)
+    assert (load_records(out)["status"] == "ok").all() and "Traceback" not in log
+
+
+def one_sentence(log: str, start: str) -> str:
+    """The run's last line, which must be the fxbench sentence; no traceback before it."""
+    assert "Traceback" not in log, log[-3000:]
+    last = log.strip().splitlines()[-1]
+    assert last.startswith(f"fxbench: {start}"), log[-2000:]
+    return last
+
+
+def test_an_output_folder_under_a_file_is_one_sentence_naming_the_file(tmp_path):
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    proc = bench(*tiny("tagging"), "model=cnn", f"hydra.run.dir={tmp_path / 'notes.txt' / 'run'}")
+    log = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 1
+    assert f"{tmp_path / 'notes.txt'} is a file, not a folder" in one_sentence(log, "cannot create")
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path, options):
+    """A real small or read-only file system at ``path`` (needs root and mount rights; else the test skips)."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def test_a_read_only_output_folder_is_one_sentence_naming_it(tmp_path):
+    with contextlib.ExitStack() as stack:
+        if os.geteuid() == 0:  # root writes through file modes: a read-only file system it is
+            folder = stack.enter_context(mounted_tmpfs(tmp_path / "ro", "ro,size=1m"))
+        else:
+            folder = tmp_path / "ro"
+            folder.mkdir(mode=0o555)
+        proc = bench(*tiny("tagging"), "model=cnn", f"hydra.run.dir={folder / 'run'}")
+        log = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 1
+    sentence = one_sentence(log, f"cannot write {folder / 'run'}")
+    assert "read-only" in sentence or "permission denied" in sentence
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_with_one_sentence_keeps_every_finished_record_and_resumes(tmp_path):
+    with mounted_tmpfs(tmp_path / "disk", "size=1m") as disk:
+        out = disk / "run"
+        args = [*tiny(*THREE), "model=cnn", "n_seeds=2", f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}"]
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "filler").write_bytes(b"\0" * (free - 48 * 1024))  # room for the configs and a few records
+        proc = bench(*args)
+        log = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 1, log[-2000:]
+        assert "the disk is full" in one_sentence(log, f"cannot write {out}")
+        all_records_parse(out)
+        assert not list(out.rglob("records/*.tmp")) and not list(out.rglob("records/.*"))
+        kept = {p.name: p.read_bytes() for p in out.rglob("records/*.json")}
+        assert 1 <= len(kept) < 6
+        (disk / "filler").unlink()
+        rerun = bench(*args)
+        log = rerun.communicate(timeout=300)[0]
+        assert rerun.returncode == 0, log[-2000:]
+        assert log.count("done before, skipped") == len(kept)
+        assert all((out.rglob(f"records/{name}").__next__()).read_bytes() == data for name, data in kept.items())
+        assert len(load_records(out)) == 6 and (load_records(out)["status"] == "ok").all()
+
+
+def test_a_write_that_finds_the_disk_full_stops_the_job_and_names_the_file(compose, tmp_path, monkeypatch):
+    from bench import records as records_mod
+    from bench import runner
+    from bench.errors import Abort
+
+    fake_suite(monkeypatch, [runner.Unit("one"), runner.Unit("two"), runner.Unit("three")],
+               lambda ctx, unit: ([{"setting": "x", "metric": "m", "value": 1.0}], {}))  # fmt: skip
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):  # the second record meets a full disk
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(records_mod.os, "replace", replace)
+    with pytest.raises(Abort) as info:
+        runner.run_job(compose("suite=speed"), tmp_path)
+    assert info.value.exit_code == 1
+    assert str(info.value).startswith(f"cannot write {calls[1]}: the disk is full")
+    assert [p.name for p in tmp_path.rglob("records/*")] == [os.path.basename(calls[0])]  # intact, no temp file
+    json.loads(open(calls[0]).read())
+
+
+def test_a_run_whose_every_unit_failed_exits_1_with_one_sentence(tmp_path):
+    proc = bench(*tiny("tagging", "classification"), "model=cnn", "limits.unit_seconds=0.001",
+                 f"hydra.run.dir={tmp_path}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+    log = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 1
+    assert "limits.unit_seconds=0.001" in one_sentence(log, "2 of 2 measurements run now failed")
+    assert (load_records(tmp_path)["status"] == "failed").all()
+
+
+def test_threads_come_from_the_setting_else_omp_num_threads_else_the_cores(compose, tmp_path, monkeypatch):
+    import torch
+
+    from bench import runner
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert runner.job_threads(compose("suite=speed")) == (1, "OMP_NUM_THREADS")
+        assert runner.job_threads(compose("suite=speed", "threads=3")) == (3, "threads=")
+        fake_suite(monkeypatch, [runner.Unit("one")], lambda ctx, unit: ([], {"seen": torch.get_num_threads()}))
+        runner.run_job(compose("suite=speed"), tmp_path)
+        record = load_records(tmp_path).iloc[0]
+        assert record["info"]["seen"] == 1 and record["env"]["threads"] == 1
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert runner.job_threads(compose("suite=speed"))[0] == os.cpu_count()
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
 def test_a_job_out_of_memory_is_recorded_failed_and_the_sweep_goes_on(tmp_path):
     out = tmp_path / "run"
     # the second job asks for a 60000-wide CNN (43 GB of weights) under an 8 GB cap
     proc = bench("-m", *tiny("tagging"), "model=cnn", "model.d_model=64,60000", "limits.memory_gb=8",
                  f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
     log = proc.communicate(timeout=300)[0]
-    assert proc.returncode == 0, log[-2000:]
+    assert proc.returncode == 1, log[-2000:]  # the sweep went on, and says that not all of it was done
+    assert log.strip().splitlines()[-1].startswith("fxbench: 1 of 2 measurements run now failed")
     records = load_records(out).set_index(load_records(out)["config"].map(lambda c: c["model"]["d_model"]))
     assert records.loc[64, "status"] == "ok"
     assert records.loc[60000, "status"] == "failed" and "memory" in records.loc[60000, "reason"]
@@ -141,7 +285,7 @@ def test_a_job_past_its_time_limit_records_the_overrun_as_failed(tmp_path):
                  "hydra.mode=RUN", "limits.job_seconds=25", f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
     start = time.time()
     log = proc.communicate(timeout=300)[0]
-    assert proc.returncode == 0, log[-2000:]
+    assert proc.returncode == 1 and "fxbench: 1 of 2 measurements run now failed" in log, log[-2000:]
     assert time.time() - start < 120
     records = load_records(out).set_index("task")
     assert records.loc["tagging", "status"] == "ok"
