@@ -250,8 +250,18 @@ def register() -> None:
     cs.store(name="fxbench_schema", node=Config)
     for name in models.available():
         cs.store(group="schema/model", name=name, node=encoder_schema(name))
-    cs.store(group="schema/task", name="probe", node=ProbeTask)
-    cs.store(group="schema/task", name="data", node=DataTask)
+    cs.store(group="schema/task", name="probe", node=open_dicts(ProbeTask))
+    cs.store(group="schema/task", name="data", node=open_dicts(DataTask))
+
+
+def open_dicts(schema: type) -> DictConfig:
+    """The schema as a config whose free-form dicts (files, options, hub, train) take new keys, so that
+    ``tasks.mine.files={train: a.tsv}`` works without ``++``; what goes in them is checked by ``validate``."""
+    node = OmegaConf.structured(schema)
+    for f in dataclasses.fields(schema):
+        if typing.get_origin(typing.get_type_hints(schema)[f.name]) in (dict, Dict):
+            OmegaConf.set_struct(node[f.name], False)
+    return node
 
 
 def _check_ranges(node: Any, schema: type, path: str) -> None:
@@ -342,6 +352,10 @@ def validate(cfg: DictConfig) -> None:
         _check_ranges(task, TASK_SCHEMAS[task.type], f"tasks.{name}.")
         if task.type == "probe":
             _check_probe(name, task)
+        elif task.source == "files":
+            from bench.data.sources import check_file_task
+
+            check_file_task(name, task, cfg.data.root)
         train = task.get("train") or {}
         unknown = set(train) - {f.name for f in dataclasses.fields(TrainConfig)}
         if unknown:

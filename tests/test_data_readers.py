@@ -196,11 +196,15 @@ def test_parallel_empty_line_names_file_and_line(tmp_path):
 # -- splits ------------------------------------------------------------------------------------
 
 
-def test_empty_split_is_an_error_naming_the_split(tmp_path):
+def test_an_empty_split_names_its_file_and_setting(tmp_path):
     empty = tsv(tmp_path / "empty.tsv", ["label\tsentence"])
     files = {"train": FIXTURES / "tiny_sst.tsv", "validation": FIXTURES / "tiny_sst.tsv", "test": empty}
-    with pytest.raises(DataError, match="the test split of .* is empty"):
-        read_splits(files, "tsv", columns={"text": 1, "label": 0})
+    with pytest.raises(DataError, match=r"empty.tsv \(set by data.files.test\) holds only its header row"):
+        read_splits(files, "tsv", setting="data.files", columns={"text": 1, "label": 0})
+    (tmp_path / "blank.conllu").write_text("")
+    files = {"train": FIXTURES / "tiny.conllu", "validation": FIXTURES / "tiny.conllu", "test": tmp_path / "blank.conllu"}
+    with pytest.raises(DataError, match=r"blank.conllu \(set by data.files.test\) holds no examples"):
+        read_splits(files, "conllu", setting="data.files")
 
 
 def test_split_missing_from_the_files_is_an_error():

@@ -33,7 +33,15 @@ FEATURES = {
     "generation": Features({"source": Value("string"), "target": Value("string")}),
 }
 CONLLU_FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
-FORMATS = ("conllu", "conll", "tsv", "csv", "jsonl", "parallel")
+FORMAT_TYPES = {
+    "conllu": ("labelling",), "conll": ("labelling",), "tsv": ("classification", "pair"),
+    "csv": ("classification", "pair"), "jsonl": ("classification", "pair"), "parallel": ("generation",),
+}  # fmt: skip
+FORMATS = tuple(FORMAT_TYPES)
+READER_OPTIONS = {
+    "conllu": ("tag_column",), "conll": ("token_column", "tag_column"), "tsv": ("columns", "header", "label_map"),
+    "csv": ("columns", "header", "label_map"), "jsonl": ("columns", "label_map"), "parallel": (),
+}  # fmt: skip
 
 
 def _named(path: Path, setting: str | None) -> str:
@@ -201,17 +209,21 @@ def read_table(
     """
     path = Path(path)
     task_type = _task_of_columns(columns, path)
-    fmt = fmt or _format_of(path)
+    fmt = fmt or format_of(path)
     if fmt not in ("tsv", "csv", "jsonl"):
         raise DataError(f"{path} is not a table: its format {fmt!r} is none of tsv, csv, jsonl.")
     if fmt == "jsonl" and any(isinstance(c, int) for c in columns.values()):
         raise DataError(f"{path} holds JSON lines, whose fields have names: give column names, not positions.")
     rows = list(_rows(path, fmt, setting))
+    if not rows:
+        raise DataError(f"{_named(path, setting)} is empty.")
+    if header and fmt != "jsonl" and len(rows) == 1:
+        raise DataError(f"{_named(path, setting)} holds only its header row, no examples.")
     index, width = _resolve_columns(path, fmt, header, columns, rows)
     out: dict[str, list[str]] = {name: [] for name in columns}
     for number, row in rows[1:] if header and fmt != "jsonl" else rows:
         if fmt != "jsonl" and len(row) != width:
-            raise DataError(f"{path}:{number}: expected {width} columns, found {len(row)}.")
+            raise DataError(f"{path}:{number}: expected {width} columns, found {len(row)}{_delimiter_hint(fmt, row)}.")
         for name, source in index.items():
             if fmt == "jsonl" and row.get(source) is None:
                 raise DataError(f"{path}:{number} has no field {source!r} for the {name} column.")
@@ -258,7 +270,8 @@ def _resolve_columns(path, fmt, header, columns, rows) -> tuple[dict[str, Column
                 raise DataError(f"{path} has no header, so columns must be positions, not names like {source!r}.")
             if source not in names:
                 raise DataError(
-                    f"{path}:{number} has no column {source!r} for the {name} column; it has {', '.join(names)}."
+                    f"{path}:{number} has no column {source!r} for the {name} column; it has {', '.join(names)}"
+                    f"{_delimiter_hint(fmt, first)}."
                 )
             index[name] = names.index(source)
         elif not 0 <= source < width:
@@ -268,7 +281,25 @@ def _resolve_columns(path, fmt, header, columns, rows) -> tuple[dict[str, Column
     return index, width
 
 
-def _format_of(path: Path) -> str:
+def _delimiter_hint(fmt: str, fields: list[str]) -> str:
+    """When a row split into one field holds the other table format's delimiter: a hint to switch."""
+    if len(fields) == 1 and fmt == "tsv" and "," in fields[0]:
+        return " (one column: it looks comma-separated, so the format may be csv)"
+    if len(fields) == 1 and fmt == "csv" and "\t" in fields[0]:
+        return " (one column: it looks tab-separated, so the format may be tsv)"
+    return ""
+
+
+def table_header(path: str | Path, fmt: str, header: bool = True, setting: str | None = None) -> list[str]:
+    """The column names of a table's header row (JSON lines: the first object's fields); [] if it has none."""
+    for _, row in _rows(Path(path), fmt, setting):
+        if fmt == "jsonl":
+            return list(row)
+        return [field.strip() for field in row] if header else []
+    return []
+
+
+def format_of(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     suffix = suffixes[-1] if suffixes else ""
     return {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(suffix, suffix[1:])
@@ -344,6 +375,18 @@ def report_unseen_labels(data: Mapping[str, Dataset], task_type: str, source: st
     return unseen
 
 
+def _read_split(path, fmt: str, where: str | None, split: str, options: dict) -> Dataset:
+    if fmt == "conllu":
+        return read_conllu(path, setting=where, **options)
+    if fmt == "conll":
+        return read_conll(path, setting=where, **options)
+    if fmt == "parallel":
+        if isinstance(path, (str, Path)) or len(path) != 2:
+            raise DataError(f"{where or split} must be a (source, target) pair of files for parallel text.")
+        return read_parallel(*path, setting=where)
+    return read_table(path, fmt=fmt, setting=where, **options)
+
+
 def read_splits(
     files: Mapping[str, str | Path | Sequence[str | Path]],
     fmt: str,
@@ -362,16 +405,15 @@ def read_splits(
     splits = {}
     for split, path in files.items():
         where = f"{setting}.{split}" if setting else None
-        if fmt == "conllu":
-            splits[split] = read_conllu(path, setting=where, **options)
-        elif fmt == "conll":
-            splits[split] = read_conll(path, setting=where, **options)
-        elif fmt == "parallel":
-            if isinstance(path, (str, Path)) or len(path) != 2:
-                raise DataError(f"{where or split} must be a (source, target) pair of files for parallel text.")
-            splits[split] = read_parallel(*path, setting=where)
-        else:
-            splits[split] = read_table(path, fmt=fmt, setting=where, **options)
+        try:
+            splits[split] = _read_split(path, fmt, where, split, options)
+        except DataError as err:
+            if where and where not in str(err):
+                raise DataError(f"{where}: {err}") from None
+            raise
+        if len(splits[split]) == 0:
+            first = path if isinstance(path, (str, Path)) else path[0]
+            raise DataError(f"{_named(Path(first), where)} holds no examples.")
     task_type = {"conllu": "labelling", "conll": "labelling", "parallel": "generation"}.get(fmt)
     if task_type is None:
         task_type = _task_of_columns(options.get("columns", {}), Path(str(next(iter(files.values()), ""))))
