@@ -115,8 +115,8 @@ def iter_records(root: Path):
 def load_records(root: Path):
     """All records under ``root`` as a DataFrame, one row per measurement; corrupt files are skipped.
 
-    A key met in several files (trees written before keys were kept unique across job folders, or
-    folders copied together) is read once: its ok record over a failed one, else the latest. How many
+    A key met in several files on one machine (trees written before keys were kept unique across job
+    folders or held the machine, or folders copied together) is read once: its ok record over a failed one, else the latest. How many
     files were dropped so is in ``frame.attrs["duplicates"]``.
     """
     import pandas as pd
@@ -127,8 +127,11 @@ def load_records(root: Path):
     if frame.empty:
         frame.attrs["duplicates"] = 0
         return frame
-    rank = frame.assign(_ok=frame["status"] == "ok").sort_values(["_ok", "ended", "path"], kind="stable")
-    unique = rank.drop_duplicates("key", keep="last").drop(columns="_ok").sort_values("path").reset_index(drop=True)
+    machine = frame["env"].map(lambda env: (env or {}).get("device_name") if isinstance(env, dict) else None)
+    rank = frame.assign(_ok=frame["status"] == "ok", _machine=machine.fillna(""))
+    rank = rank.sort_values(["_ok", "ended", "path"], kind="stable")
+    unique = rank.drop_duplicates(["key", "_machine"], keep="last").drop(columns=["_ok", "_machine"])
+    unique = unique.sort_values("path").reset_index(drop=True)
     unique.attrs["duplicates"] = len(frame) - len(unique)
     return unique
 

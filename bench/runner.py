@@ -82,9 +82,11 @@ def encoder_label(cfg: DictConfig) -> str:
     return cfg.model.get("label") or cfg.model.name
 
 
-def unit_key(cfg: DictConfig, suite, unit: Unit) -> str:
-    """Stable id of a unit: suite, encoder, unit, and a hash of every setting that can change its result."""
+def unit_key(cfg: DictConfig, suite, unit: Unit, machine: str | None = None) -> str:
+    """Stable id of a unit: suite, encoder, unit, and a hash of every setting that can change its result
+    and of the machine (``env["device_name"]``), so that one results tree can hold a CPU's and a GPU's."""
     relevant = {
+        "machine": machine,
         "suite": cfg.suite,
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "sections": {s: OmegaConf.to_container(cfg[s], resolve=True) for s in suite.SECTIONS},
@@ -208,7 +210,7 @@ def _run_units(cfg: DictConfig, out_dir: Path, tree: Path) -> dict:
     index = record_index(tree) if tree.exists() else {}
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     for i, unit in enumerate(units, 1):
-        key = unit_key(cfg, suite, unit)
+        key = unit_key(cfg, suite, unit, env.get("device_name"))
         tag = f"[{i}/{len(units)}] {cfg.suite} {ctx.encoder} {unit.label}"
         found = index.get(key)
         if found is None and (out_dir / "records" / f"{key}.json").exists():  # a concurrent sweep's, since

@@ -53,6 +53,21 @@ def test_a_rerun_skips_finished_units_and_redoes_failed_ones(compose, fake_suite
     assert len(load_records(tmp_path)) == 3
 
 
+def test_a_measurement_from_another_machine_in_the_tree_is_not_taken_for_this_ones(compose, fake_suite, monkeypatch, tmp_path):
+    _, calls = fake_suite
+    cfg = compose("suite=speed", "model=lstm")
+    real = runner.environment
+    monkeypatch.setattr(runner, "environment", lambda device: {**real(device), "device_name": "Other GPU"})
+    run_job(cfg, tmp_path / "gpu", tree=tmp_path)
+    monkeypatch.setattr(runner, "environment", real)
+    calls.clear()
+    counts = run_job(cfg, tmp_path / "cpu", tree=tmp_path)
+    assert calls == ["a", "boom", "b"] and counts["skipped"] == 0
+    frame = load_records(tmp_path)
+    machines = [env["device_name"] for env in frame["env"]]
+    assert len(frame) == 6 and machines.count("Other GPU") == 3 and len(set(machines)) == 2
+
+
 def test_force_redoes_everything(compose, fake_suite, tmp_path):
     _, calls = fake_suite
     run_job(compose("suite=speed", "model=lstm"), tmp_path)
