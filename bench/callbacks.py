@@ -110,12 +110,10 @@ def _validate(config: DictConfig) -> None:
 
 
 def _finish_or_abort(run_dir: Path, config: DictConfig, started: str) -> None:
-    from bench.errors import Abort, explain_os_error
+    from bench.errors import unwritable_output_stops
 
-    try:
+    with unwritable_output_stops():
         _finish(run_dir, config, started)
-    except OSError as err:
-        raise Abort(explain_os_error(err), exit_code=1) from None
 
 
 def _finish(run_dir: Path, config: DictConfig, started: str) -> None:

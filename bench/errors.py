@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from contextlib import contextmanager
 import re
 from pathlib import Path
 
@@ -41,6 +42,16 @@ def explain_os_error(exc: OSError) -> str:
     verb = "write" if exc.errno in _OS_REASONS else "use"
     return (f"cannot {verb} {path}: {reason}; every record finished before is kept; {hint} "
             "(or another hydra.run.dir) and rerun the same command to resume.")
+
+
+@contextmanager
+def unwritable_output_stops():
+    """Turn an OSError while writing results (a full disk, a read-only folder) into an Abort with status 1
+    and one sentence naming the path."""
+    try:
+        yield
+    except OSError as err:
+        raise Abort(explain_os_error(err), exit_code=1) from None
 
 
 def _os_error_in(exc: BaseException | None) -> OSError | None:

@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench.env import environment, resolve_device
-from bench.errors import Abort, UserError
+from bench.errors import Abort, UserError, unwritable_output_stops
 from bench.records import Record, now, read_record, record_index, write_record, write_summary
 
 log = logging.getLogger("bench")
@@ -186,16 +186,6 @@ def run_job(cfg: DictConfig, out_dir: Path, tree: Path | None = None) -> dict:
         return _run_units(cfg, Path(out_dir).resolve(), Path(tree or out_dir).resolve())
 
 
-def _write(folder: Path, record: Record) -> Path:
-    """Write a record; a full disk or a folder that cannot be written stops the sweep with one sentence."""
-    from bench.errors import explain_os_error
-
-    try:
-        return write_record(folder, record)
-    except OSError as err:
-        raise Abort(explain_os_error(err), exit_code=1) from None
-
-
 def _run_units(cfg: DictConfig, out_dir: Path, tree: Path) -> dict:
     job_deadline = time.perf_counter() + cfg.limits.job_seconds if cfg.limits.job_seconds else None
     threads, why = job_threads(cfg)
@@ -244,16 +234,13 @@ def _run_units(cfg: DictConfig, out_dir: Path, tree: Path) -> dict:
         record.ended = now()
         record.info["wall_s"] = round(time.perf_counter() - t0, 3)
         # one identity, one file in the tree: a redone unit replaces its record where it is kept
-        ctx.record_paths[key] = index[key] = _write(found.parent.parent if found is not None else out_dir, record)
+        with unwritable_output_stops():  # a full disk stops the sweep with one sentence
+            ctx.record_paths[key] = index[key] = write_record(found.parent.parent if found else out_dir, record)
         counts[record.status] += 1
         outcome = suite.headline(asdict(record)) if record.status == "ok" else f"FAILED: {record.reason}"
         log.info(f"{tag}: {outcome} ({record.info['wall_s']:.1f} s)")
-    try:
+    with unwritable_output_stops():
         write_summary(out_dir)
-    except OSError as err:
-        from bench.errors import explain_os_error
-
-        raise Abort(explain_os_error(err), exit_code=1) from None
     counts["objective"] = objective(ctx.job_records(), cfg.suite)
     return counts
 

@@ -414,7 +414,7 @@ def read_splits(
         if len(splits[split]) == 0:
             first = path if isinstance(path, (str, Path)) else path[0]
             raise DataError(f"{_named(Path(first), where)} holds no examples.")
-    task_type = {"conllu": "labelling", "conll": "labelling", "parallel": "generation"}.get(fmt)
-    if task_type is None:
+    task_type = FORMAT_TYPES[fmt][0]
+    if len(FORMAT_TYPES[fmt]) > 1:  # a table: classification or pair, by its columns
         task_type = _task_of_columns(options.get("columns", {}), Path(str(next(iter(files.values()), ""))))
     return dataset_dict(splits, task_type, source or setting or "the data files")
