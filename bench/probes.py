@@ -50,6 +50,7 @@ class Probe(Protocol):
     causal: bool  # the task only makes sense for an encoder that runs causally
     readout: str  # "token" or "pool"
     metric: str  # "accuracy" or "mse"
+    distance_axis: str  # what an example's ``distance`` measures, as an axis label
 
     def sample(self, n: int, distances: Sequence[int], seed: int) -> ProbeSet: ...
 
@@ -140,6 +141,7 @@ class Agreement:
     """
 
     name = "agreement"
+    distance_axis = "distance d: verb - subject head (tokens)"  # what ``distance`` measures, for plots and tables
     n_features = 0
     n_classes = 2
     causal = False
@@ -237,6 +239,7 @@ class CopyMemory:
     """
 
     name = "copy"
+    distance_axis = "delay T (tokens)"  # what ``distance`` measures, for plots and tables
     vocab_size = 11  # pad, blank, digits 1..8, nine
     n_features = 0
     n_classes = 9  # blank, digits 1..8
@@ -288,6 +291,7 @@ class Adding:
     """
 
     name = "adding"
+    distance_axis = "sequence length T (tokens)"  # what ``distance`` measures, for plots and tables
     vocab_size = 0
     n_features = 2
     n_classes = 0
@@ -348,6 +352,7 @@ class ListOps:
     """
 
     name = "listops"
+    distance_axis = "nesting depth"  # what ``distance`` measures, for plots and tables
     n_features = 0
     n_classes = 10
     causal = False
@@ -425,6 +430,7 @@ class Recall:
     """
 
     name = "recall"
+    distance_axis = "distance d: query - queried value (tokens)"  # what ``distance`` measures, for plots and tables
     n_features = 0
     causal = False
     readout = "token"

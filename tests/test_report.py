@@ -8,6 +8,7 @@ import pytest
 
 from bench.records import Record, load_records, summary_frame, write_record
 from bench.report import build_report, claims, figures, frames
+from bench.report.render import human
 from bench.report.stats import mean_ci, ratio_of_medians, welch_diff
 
 ENV = {"device": "cpu", "device_name": "Test CPU", "threads": 2, "versions": {"torch": "2.13.0", "python": "3.11"},
@@ -71,7 +72,7 @@ def test_report_files_are_written_and_the_html_is_self_contained(results):
     paths = build_report(results)
     page = paths["html"].read_text()
     assert "data:image/png;base64," in page and not re.search(r'src="(?!data:)', page)
-    for name in ("speed_throughput", "speed_memory", "distance", "accuracy", "pareto"):
+    for name in ("speed_throughput", "speed_memory", "distance", "accuracy", "answer_test_cpu"):
         assert (paths["figures"] / f"{name}.png").exists() and (paths["figures"] / f"{name}.svg").exists()
 
 
@@ -118,7 +119,7 @@ def test_speed_from_two_devices_is_judged_and_tabled_per_device(tmp_path):
     for device in ("test_cpu", "test_gpu"):
         assert (paths["figures"] / f"speed_{device}_throughput.png").exists()
     cpu, gpu = text.split("## Speed on Test GPU")[0].split("## Speed on Test CPU")[1], text.split("## Speed on Test GPU")[1]
-    tok = lambda e, T, f: f"{round(32 * T / np.median(speed_record(e, T, f).info['infer_times_s'])):.4g}"  # noqa: E731
+    tok = lambda e, T, f: human(32 * T / np.median(speed_record(e, T, f).info["infer_times_s"]))  # noqa: E731
     assert tok("cnn", 128, 2.0) in cpu and tok("cnn", 128, 200.0) in gpu and tok("cnn", 128, 200.0) not in cpu
     table = pd.read_csv(paths["claims"]).set_index("claim")
     order = table[table.index.str.startswith("Speed order Transformer > CNN > RNN, parameter-matched (inference")]
@@ -126,7 +127,7 @@ def test_speed_from_two_devices_is_judged_and_tabled_per_device(tmp_path):
                                    for d in ("Test CPU", "Test GPU")]  # fmt: skip
     assert "T=128: cnn > transformer > lstm" in order.iloc[0]["evidence"]
     assert "T=128: transformer > cnn > lstm" in order.iloc[1]["evidence"]
-    rules = text.split("*the rule behind each verdict*")[1].split("## ")[0]
+    rules = text.split("<summary>The rule behind each verdict</summary>")[1].split("</details>")[0]
     assert rules.count("| Speed order Transformer > CNN > RNN, parameter-matched (inference, fp32) |") == 1  # once
 
 
@@ -156,21 +157,60 @@ def test_an_empty_folder_still_reports(tmp_path):
     assert build_report(tmp_path)["html"].exists()
 
 
-def test_legend_order_matches_the_encoder_order(results):
-    from bench.records import load_records
-
-    speed = frames.speed(load_records(results))
-    order = frames.encoder_order(speed["encoder"])
-    fig = figures.speed_lines(speed, {"infer_tokens_per_s": "inference"}, "tokens/s", order)
-    labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels[1 : 1 + len(order)] == order == ["lstm", "cnn", "transformer"]
-    colors = figures.palette(order)
-    # the lstm line really carries the lstm data (slowest), not another encoder's
-    lstm_y = fig.axes[0].get_lines()[0].get_ydata()
-    assert np.allclose(sorted(lstm_y), sorted(speed[speed.encoder == "lstm"]["infer_tokens_per_s"]), rtol=1e-6)
+def _legend(fig) -> dict:
+    """label -> colour of every legend entry of a figure, in legend order."""
     from matplotlib.colors import to_rgb
 
-    assert to_rgb(fig.axes[0].get_lines()[0].get_color()) == pytest.approx(to_rgb(colors["lstm"]))
+    legend = fig.legends[0] if fig.legends else fig.axes[0].get_legend()
+    handles = getattr(legend, "legend_handles", None) or legend.legendHandles
+    out = {}
+    for text, handle in zip(legend.get_texts(), handles):
+        color = handle.get_color() if hasattr(handle, "get_color") else handle.get_facecolor()
+        out[text.get_text()] = to_rgb(color[0] if isinstance(color, np.ndarray) and color.ndim == 2 else color)
+    return out
+
+
+def test_legend_order_and_colours_match_the_data_in_every_figure(results):
+    """The seaborn pitfall (../shared/NOTES.md): under pandas 3, string hues can be mis-ordered so that a
+    legend names one encoder beside another's line. Each figure's legend lists the encoders in the one
+    order, in their palette colours, and the artist of that colour carries that encoder's data."""
+    from matplotlib.colors import to_rgb
+
+    records = load_records(results)
+    speed, dist, acc = frames.speed(records), frames.distance(records), frames.accuracy(records)
+    order = frames.encoder_order(speed["encoder"])
+    assert order == ["lstm", "cnn", "transformer"]
+    colors = figures.palette(order)
+    built = {"speed": figures.speed_lines(speed, {"infer_tokens_per_s": "inference"}, "tokens/s", order),
+             "distance": figures.distance_curves(dist, order), "accuracy": figures.accuracy_points(acc, order),
+             "pareto": figures.pareto(acc, order, {"sent": ["lstm"]})}  # fmt: skip
+    for name, fig in built.items():
+        legend = _legend(fig)
+        assert [label for label in legend if label in order] == order, name
+        for encoder in order:
+            assert legend[encoder] == pytest.approx(to_rgb(colors[encoder])), (name, encoder)
+    # the line drawn in the lstm's colour really carries the lstm's data (slowest), not another encoder's
+    line = next(l for l in built["speed"].axes[0].get_lines() if l.get_gid() == "lstm|fp32")
+    assert to_rgb(line.get_color()) == pytest.approx(to_rgb(colors["lstm"]))
+    assert np.allclose(sorted(line.get_ydata()), sorted(speed[speed.encoder == "lstm"]["infer_tokens_per_s"]), rtol=1e-6)
+
+
+def test_the_seaborn_drawn_figure_keeps_legend_and_lines_together_with_string_columns():
+    # pre-training loss, drawn by seaborn with a hue: each encoder's loss is its own constant (lstm 1, cnn 2,
+    # transformer 3), its encoder column a pandas string array (pandas 3's default)
+    from matplotlib.colors import to_rgb
+
+    level = {"transformer": 3.0, "cnn": 2.0, "lstm": 1.0}
+    curves = pd.DataFrame([{"encoder": e, "objective": "mlm", "seed": s, "tokens": t, "loss": level[e]}
+                           for e in level for s in (0, 1) for t in (100, 200, 300)])  # fmt: skip
+    curves["encoder"] = curves["encoder"].astype("string")
+    order = frames.encoder_order(level)
+    fig = figures.pretrain_loss(curves, order)
+    legend = _legend(fig)
+    assert [label for label in legend if label in order] == order
+    for encoder in order:
+        lines = [l for l in fig.axes[0].get_lines() if len(l.get_ydata()) and to_rgb(l.get_color()) == pytest.approx(legend[encoder])]
+        assert lines and all(np.allclose(l.get_ydata(), level[encoder]) for l in lines), encoder
 
 
 def test_each_family_keeps_its_colour_whatever_else_is_shown():

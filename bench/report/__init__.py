@@ -14,16 +14,13 @@ import pandas as pd
 
 from bench.records import load_records
 from bench.report import claims as claims_mod
-from bench.report import figures, frames
+from bench.report import answer, figures, frames
 from bench.report.render import Section, to_html, to_markdown
-from bench.report.stats import mean_ci
+from bench.report.stats import RANGES, mean_ci
 
 TITLE = "fxbench: LSTM vs dilated CNN vs Transformer"
 
 
-# the range each metric can take: an interval is clipped to it (a t interval over few seeds can overshoot)
-RANGES = {"accuracy": (0, 1), "macro_f1": (0, 1), "span_f1": (0, 1), "f1": (0, 1), "bleu": (0, 100), "chrf": (0, 100),
-          "mse": (0, None), "loss": (0, None), "effective_distance": (0, None)}  # fmt: skip
 
 
 def _ci_text(values, metric: str | None = None) -> str:
@@ -48,7 +45,9 @@ def _batch_grid_table(grid: pd.DataFrame, order) -> pd.DataFrame | None:
     table = grid.melt(id_vars=["encoder", "dtype", "T", "B"], value_vars=columns, var_name="mode", value_name="tok/s")
     table["mode"] = table["mode"].str.replace("_tokens_per_s", "")
     table = table.pivot_table(index=["encoder", "dtype", "mode", "T"], columns="B", values="tok/s").round(0)
-    return table.reindex([i for e in order for i in table.index if i[0] == e]).reset_index()
+    table = table.reindex([i for e in order for i in table.index if i[0] == e])
+    table.columns = [f"B={b}" for b in table.columns]
+    return table.reset_index()
 
 
 def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid, device: str | None = None) -> Section:
@@ -64,18 +63,17 @@ def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid, device: 
     s.figure(figures.save(figures.speed_lines(speed, {"infer_tokens_per_s": "inference", "train_tokens_per_s": "training step"},
                                               "tokens / s", order), fig_dir, f"{stem}_throughput"),
              "Throughput against sequence length (log-log).")  # fmt: skip
-    for mode, label in (("infer", "inference"), ("train", "training step")):
-        column = f"{mode}_tokens_per_s"
-        if column not in speed:
-            continue
-        table = speed.pivot_table(index=["encoder", "dtype"], columns="T", values=column).round(0)
-        table = table.reindex([i for e in order for i in table.index if i[0] == e])
-        s.table(table.reset_index(), f"{label} throughput (tokens/s) by sequence length T")
-        fastest = speed.groupby(["dtype", "T"])[column].transform("max")
-        rel = speed.assign(relative=speed[column] / fastest).pivot_table(index=["encoder", "dtype"], columns="T",
-                                                                          values="relative").round(2)  # fmt: skip
-        rel = rel.reindex([i for e in order for i in rel.index if i[0] == e])
-        s.table(rel.reset_index(), f"relative {label} speed: each encoder over the fastest at that T and dtype (1 = fastest)")
+    for budget, part in _by_comparison(speed):
+        of = f" ({budget / 1e6:.3g}M-parameter comparison)" if budget else ""
+        for mode, label in (("infer", "inference"), ("train", "training step")):
+            column = f"{mode}_tokens_per_s"
+            if column not in part or part[column].isna().all():
+                continue
+            table = _by_T(part, column, order)
+            s.table(table, f"{label} throughput (tokens/s) by sequence length T{of}")
+            fastest = part.groupby(["dtype", "T"])[column].transform("max")
+            rel = _by_T(part.assign(relative=(part[column] / fastest).round(2)), "relative", order)
+            s.table(rel, f"relative {label} speed: each encoder over the fastest at that T and dtype (1 = fastest){of}")
     batch_table = _batch_grid_table(grid, order)
     if batch_table is not None:
         s.table(batch_table, "throughput (tokens/s) against batch size B (the batch-size grid, speed.batch_sizes)")
@@ -83,17 +81,42 @@ def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid, device: 
     if memory:
         s.figure(figures.save(figures.speed_lines(speed, memory, "peak memory added (MB)", order), fig_dir, f"{stem}_memory"),
                  "Peak memory against sequence length (log-log).")  # fmt: skip
-    s.figure(figures.save(figures.speed_lines(speed, {c: n for c, n in (("infer_mfu", "inference"), ("train_mfu", "training step"))
-                                                      if c in speed}, "FLOP utilisation", order, log_y=False),
-                          fig_dir, f"{stem}_mfu"), "FLOP utilisation against sequence length.")  # fmt: skip
+    mfu = {c: n for c, n in (("infer_mfu", "inference"), ("train_mfu", "training step")) if c in speed}
+    if mfu:
+        above = int(sum((speed[c] > 1).sum() for c in mfu))
+        why = (f" {above} measurements exceed 1, which is impossible: the denominator, the best GEMM rate measured "
+               "with torch.matmul, is below what the encoders' fused kernels (oneDNN) reach on this machine, so these "
+               "utilisations are overstated; they are ringed in red." if above else "")  # fmt: skip
+        s.figure(figures.save(figures.speed_lines(speed, mfu, "FLOP utilisation", order, log_y=False, limit=1.0),
+                              fig_dir, f"{stem}_mfu"), "FLOP utilisation against sequence length." + why)  # fmt: skip
     if not latency.empty:
-        s.table(latency.sort_values(["encoder", "dtype", "T"]).round(3), "latency at batch 1 (ms)")
+        table = latency.sort_values(["encoder", "dtype", "T"]).drop(columns=["budget", "family"], errors="ignore")
+        s.table(table.rename(columns={"T": "T (tokens)", "p50_ms": "p50 (ms)", "p90_ms": "p90 (ms)"}), "latency at batch 1")
     if not scaling.empty:
-        s.table(scaling.round(2), "scaling exponent: slope of log time per sequence against log T (1: linear, 2: quadratic)")
+        table = scaling.drop(columns=["budget", "family"], errors="ignore").round(2)
+        s.table(table, "scaling exponent: slope of log time per sequence against log T (1: linear, 2: quadratic)")
     if not gemm.empty:
-        s.table(gemm.groupby("dtype")["GFLOP/s"].agg(["min", "max"]).round(0).reset_index(),
-                "GEMM peak measured in each job (GFLOP/s): the denominator of utilisation")  # fmt: skip
+        table = gemm.groupby("dtype")["GFLOP/s"].agg(["min", "max"]).round(0).reset_index()
+        s.table(table.rename(columns={"min": "lowest (GFLOP/s)", "max": "highest (GFLOP/s)"}),
+                "GEMM peak measured in each job: the denominator of utilisation")  # fmt: skip
     return s
+
+
+def _by_comparison(table: pd.DataFrame) -> list[tuple]:
+    """``table`` split by parameter budget (one comparison each), largest group first, so that tables of
+    sizes measured at different T are not mostly empty."""
+    if "budget" not in table or table["budget"].nunique(dropna=False) <= 1:
+        return [(None, table)]
+    groups = [(b, g) for b, g in table.groupby(table["budget"].fillna(-1))]
+    return [(None if b == -1 else b, g) for b, g in sorted(groups, key=lambda bg: -len(bg[1]))]
+
+
+def _by_T(part: pd.DataFrame, column: str, order) -> pd.DataFrame:
+    """One row per encoder and dtype, one column per T measured (header 'T=128'), in the encoder order."""
+    table = part.pivot_table(index=["encoder", "dtype"], columns="T", values=column)
+    table = table.reindex([i for e in order for i in table.index if i[0] == e]).dropna(axis=1, how="all")
+    table.columns = [f"T={T}" for T in table.columns]
+    return table.reset_index()
 
 
 def _on_device(table: pd.DataFrame, device: str | None) -> pd.DataFrame:
@@ -108,13 +131,20 @@ def _reach_back(receptive_field, causal) -> str:
     return f"{span} back" if causal else f"{span // 2} each side"
 
 
+def _symbol(probe: str) -> str:
+    """The short name of a probe's distance for table headers: d, T or depth."""
+    found = re.search(r"\b([dT])\b", figures.probe_axis(probe))
+    return found.group(1) if found else figures.probe_axis(probe).split()[-1]
+
+
 def _distance_section(dist, attract, order, fig_dir) -> Section:
     s = Section("Long-distance dependencies")
     s.text("Each encoder is trained once per probe and seed on a mix of distances and scored per distance bucket "
            "on test (checkpoint picked on validation). Bands are 95% t intervals over seeds; the dashed line is "
            "chance (or the trivial predictor's MSE). The effective distance is the largest d up to which the "
            "score stays past halfway from chance to perfect.")  # fmt: skip
-    s.figure(figures.save(figures.distance_curves(dist, order), fig_dir, "distance"), "Test metric against distance per probe.")
+    s.figure(figures.save(figures.distance_curves(dist, order), fig_dir, "distance"),
+             "Test metric against distance per probe (what distance means differs per probe: see each x axis).")
     if dist["grad_reach"].notna().any():
         s.figure(figures.save(figures.reach_curves(dist, order), fig_dir, "reach"),
                  "Empirical reach of the trained encoders: how strongly the output at the read-out position depends "
@@ -124,7 +154,9 @@ def _distance_section(dist, attract, order, fig_dir) -> Section:
     for probe, part in dist.groupby("probe", sort=False):
         table = part.groupby(["encoder", "distance"])["value"].apply(_ci_of(part["metric"].iloc[0])).unstack("distance")
         table = table.reindex([e for e in order if e in table.index])
-        s.table(table.reset_index(), f"{probe}: test {part['metric'].iloc[0]} by distance, mean [95% CI] over seeds")
+        table.columns = [f"{_symbol(probe)}={d}" for d in table.columns]
+        s.table(table.reset_index(), f"{probe}: test {part['metric'].iloc[0]} by {figures.probe_axis(probe)}, "
+                                     "mean [95% CI] over seeds")  # fmt: skip
         if "chance_loss" in part and part["chance_loss"].notna().any():
             loss = part.groupby(["encoder", "distance"])["loss"].apply(_ci_of("loss")).unstack("distance")
             loss = loss.reindex([e for e in order if e in loss.index]).reset_index()
@@ -155,16 +187,17 @@ def _accuracy_section(acc, order, fig_dir) -> Section:
     s.text("Every encoder gets the same parameter budget, steps and settings; the checkpoint is picked on "
            "validation and scored once on test. Error bars are 95% t intervals over seeds; the dashed line is "
            "the majority-class (or copy-the-source) baseline.")  # fmt: skip
-    s.figure(figures.save(figures.accuracy_points(acc, order), fig_dir, "accuracy"), "Test metric per task.")
+    s.figure(figures.save(figures.accuracy_points(acc, order), fig_dir, "accuracy"),
+             "Test metric per task, mean and 95% t interval over seeds (clipped to the metric's range).")
     table = acc.groupby(["task", "encoder"], sort=False).agg(
         type=("type", "first"), metric=("metric", "first"), baseline=("baseline", "mean"),
         seeds=("seed", "nunique"), encoder_params=("encoder_params", "median"),
         train_tokens_per_s=("train_tokens_per_s", "mean")).reset_index()  # fmt: skip
     table.insert(4, "test", _ci_by_metric(acc, ["task", "encoder"]).to_numpy())
     table["order"] = table["encoder"].map({e: i for i, e in enumerate(order)})
-    s.table(table.sort_values(["task", "order"]).drop(columns="order").round(3), "test metric, mean [95% CI] over seeds")
-    s.figure(figures.save(figures.pareto(acc, order), fig_dir, "pareto"),
-             "Accuracy against training throughput; the grey line joins encoders no other beats on both.")
+    table = table.sort_values(["task", "order"]).drop(columns="order").round(3)
+    for source, part in table.groupby(table["task"].map(acc.groupby("task")["source"].first()).fillna("embedded"), sort=False):
+        s.table(part, f"test metric, mean [95% CI] over seeds ({source} data)")
     return s
 
 
@@ -244,6 +277,59 @@ def _tuning_section(records: pd.DataFrame) -> Section | None:
     return s
 
 
+def _answer_section(records, speed, acc, order, fig_dir, suites, run_dir) -> Section:
+    """The first screen: the state of the evidence, then which encoder to pick per device and task."""
+    s = Section("Which encoder?")
+    line, banner = answer.evidence_status(records, suites)
+    if banner:
+        s.banner(banner)
+    s.text(line)
+    chosen = answer.picks(acc, order)
+    for device, on_device in (chosen.groupby("device", sort=False) if not chosen.empty else []):
+        for budget, part in on_device.groupby(on_device["budget"].fillna(-1), sort=False):
+            size = f"{budget / 1e6:.3g}M-parameter encoders" if budget != -1 else "encoders"
+            table = part.drop(columns=["device", "budget", "source", "task_name"]).dropna(axis=1, how="all")
+            s.table(table, f"on {device}, {size}, {part['source'].iloc[0]} data: the pick per task, and each encoder's "
+                           "test metric, mean [95% CI] over seeds · training throughput in those runs")  # fmt: skip
+        stem = "answer_" + re.sub(r"[^a-z0-9]+", "_", device.lower()).strip("_")
+        runs = acc[acc["device"].fillna("unknown device") == device]
+        ringed = {t: [e for e in order if figures.family_of(e) == pick] for t, pick in zip(on_device["task_name"], on_device["pick"])}
+        s.figure(figures.save(figures.pareto(runs, order, ringed), fig_dir, stem),
+                 f"Test metric (95% interval) against training throughput per task on {device}; the pick is ringed, "
+                 "the grey line joins encoders no other beats on both.")  # fmt: skip
+    for device, part in claims_mod.split_by(speed, "device"):
+        glance = answer.speed_glance(part, order)
+        if not glance.empty:
+            s.table(glance, f"speed on {device or 'this device'} at the shortest and longest T measured "
+                            "(the comparison measured over the most T; full tables below)")  # fmt: skip
+    rule = s.details("How the pick is made, and where these numbers come from")
+    rule.text(answer.PICK_RULE)
+    rule.text(f"Built from the records under {run_dir}; encoders: {', '.join(order) or 'none'}; suites: "
+              f"{', '.join(sorted(suites)) or 'none'}. Every number on this page comes from those records; "
+              "`python -m bench.report DIR` rebuilds it.")  # fmt: skip
+    if records.attrs.get("duplicates"):
+        rule.text(f"{records.attrs['duplicates']} more record files repeated a measurement already read (the same "
+                  "key in several job folders, as older trees could hold) and were read once: each measurement "
+                  "counts once in every table and interval.")  # fmt: skip
+    return s
+
+
+def _claims_section(verdicts: pd.DataFrame) -> Section:
+    """The claims, one line each; the full evidence, conditions and rules behind a fold."""
+    s = Section("Claims of the published comparison")
+    s.text("Each claim is judged by the rule given for it, on this run's records only; 'inconclusive' means "
+           "the intervals do not separate at this sample size or the evidence is mixed.")  # fmt: skip
+    s.table(verdicts[["verdict", "claim", "headline"]].rename(columns={"headline": "evidence, in short"}))
+    more = s.details("Full evidence and conditions of each verdict")
+    more.table(verdicts[["claim", "evidence", "conditions"]])
+    # a claim judged on several devices or comparisons: its rule once
+    judged_on = verdicts["judged_on"].fillna("") if "judged_on" in verdicts else pd.Series("", index=verdicts.index)
+    rules = verdicts[["claim", "rule"]].assign(
+        claim=[c.removesuffix(j) if j else c for c, j in zip(verdicts["claim"], judged_on)]).drop_duplicates("claim")
+    s.details("The rule behind each verdict").table(rules)
+    return s
+
+
 def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir
@@ -258,30 +344,15 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     frames.label_sizes(speed, grid, latency, scaling, gemm, dist, acc, pre, curves, attract)
     order = frames.encoder_order(set().union(*(set(t["encoder"]) for t in (speed, dist, acc, pre) if not t.empty))) or order
 
-    intro = Section("Summary")
-    ok = int((records["status"] == "ok").sum()) if len(records) else 0
-    intro.text(f"Built from {len(records)} records under {run_dir} ({ok} ok, {len(records) - ok} failed); "
-               f"encoders: {', '.join(order) or 'none'}; suites: {', '.join(sorted(set(records['suite']))) or 'none'}. "
-               "Every number below comes from those records; `python -m bench.report DIR` rebuilds this page.")  # fmt: skip
-    if records.attrs.get("duplicates"):
-        intro.text(f"{records.attrs['duplicates']} more record files repeated a measurement already read (the same "
-                   "key in several job folders, as older trees could hold) and were read once: each measurement "
-                   "counts once in every table and interval.")  # fmt: skip
     verdicts = claims_mod.all_claims(*(claims_mod.by_family(t) for t in (speed, dist, acc, pre)))
-    claims = Section("Claims of the published comparison")
-    claims.text("Each claim is judged by the rule given for it, on this run's records only; 'inconclusive' means "
-                "the intervals do not separate at this sample size or the evidence is mixed.")  # fmt: skip
-    claims.table(verdicts[["claim", "verdict", "evidence", "conditions"]])
-    # a claim judged on several devices or comparisons: its rule once
-    judged_on = verdicts["judged_on"].fillna("") if "judged_on" in verdicts else pd.Series("", index=verdicts.index)
-    rules = verdicts[["claim", "rule"]].assign(
-        claim=[c.removesuffix(j) if j else c for c, j in zip(verdicts["claim"], judged_on)]).drop_duplicates("claim")
-    claims.table(rules, "the rule behind each verdict")
-    verdicts = verdicts.drop(columns="judged_on", errors="ignore")
+    suites = set(records["suite"]) if len(records) else set()
+    first = _answer_section(records, speed, acc, order, fig_dir, suites, run_dir)
+    claims = _claims_section(verdicts)
+    verdicts = verdicts.drop(columns=["judged_on", "headline"], errors="ignore")
     env = Section("Environment")
     env.table(pd.DataFrame([{"what": k, "value": "; ".join(v)} for k, v in frames.environment(records).items()]))
 
-    sections = [intro, claims, env]
+    sections = [first, claims, env]
     for device, part in claims_mod.split_by(speed, "device"):  # one speed section per device: never merged across devices
         if not part.empty:
             latency_d, scaling_d, gemm_d, grid_d = (_on_device(t, device) for t in (latency, scaling, gemm, grid))

@@ -36,8 +36,37 @@ def comparison(table: pd.DataFrame, encoders) -> pd.DataFrame:
     return max(groups, key=len) if groups else table.iloc[0:0]
 
 
-def _row(claim, verdict, evidence, rule, conditions):
-    return {"claim": claim, "verdict": verdict, "evidence": evidence, "rule": rule, "conditions": conditions}
+def _row(claim, verdict, evidence, rule, conditions, headline=None):
+    """One verdict; ``headline`` is its evidence in one line for the report's first screen (default: the
+    evidence, cut at a clause)."""
+    return {"claim": claim, "verdict": verdict, "evidence": evidence, "rule": rule, "conditions": conditions,
+            "headline": headline or one_line(evidence)}  # fmt: skip
+
+
+def one_line(text: str, width: int = 150) -> str:
+    """``text`` cut at the last clause boundary ('; ' or '. ') before ``width`` characters."""
+    if len(text) <= width:
+        return text
+    cut = max(text.rfind("; ", 0, width), text.rfind(". ", 0, width))
+    return text[: cut if cut > width // 3 else width].rstrip() + " …"
+
+
+def _orders_by_T(observed: list[tuple[int, str]]) -> str:
+    """'lstm > cnn > transformer at T=32-512; cnn > lstm > transformer at T=1024': each observed order once,
+    with the runs of neighbouring measured T it was seen at."""
+    lens = [T for T, _ in observed]
+    by_order: dict[str, list[int]] = {}
+    for i, (_, order) in enumerate(observed):
+        by_order.setdefault(order, []).append(i)
+    parts = []
+    for order, indices in by_order.items():
+        runs, start = [], indices[0]
+        for prev, i in zip(indices, indices[1:] + [None]):
+            if i != prev + 1:
+                runs.append(f"{lens[start]}" if start == prev else f"{lens[start]}-{lens[prev]}")
+                start = i
+        parts.append(f"{order} at T={', '.join(runs)}")
+    return "; ".join(parts)
 
 
 def _speed_conditions(speed: pd.DataFrame, encoders) -> str:
@@ -61,12 +90,13 @@ def speed_order(speed: pd.DataFrame, claimed: list[str], label: str, mode: str, 
         run = "experiment=seed_claims" if any("_" in m for m in missing) else "suite=speed"
         return _row(claim, MISSING, f"no speed records for {', '.join(missing)} (run `python -m bench {run}`)", SPEED_RULE, "")
     lens = sorted(set.intersection(*(set(speed[speed["encoder"] == e]["T"]) for e in claimed)))
-    ok, reversed_at, observed = True, [], []
+    ok, reversed_at, observed, orders = True, [], [], []
     for T in lens:
         part = speed[(speed["T"] == T) & (speed["dtype"] == dtype) & speed["encoder"].isin(claimed)]
         if part.empty:
             continue
-        observed.append(f"T={T}: {' > '.join(part.sort_values(f'{mode}_tokens_per_s', ascending=False)['encoder'])}")
+        orders.append((T, " > ".join(part.sort_values(f"{mode}_tokens_per_s", ascending=False)["encoder"])))
+        observed.append(f"T={T}: {orders[-1][1]}")
         for a, b in zip(claimed, claimed[1:]):
             ta, tb = _times(speed, a, T, mode, dtype), _times(speed, b, T, mode, dtype)
             if ta is None or tb is None:
@@ -81,7 +111,8 @@ def speed_order(speed: pd.DataFrame, claimed: list[str], label: str, mode: str, 
     evidence = "observed: " + "; ".join(observed)
     if reversed_at:
         evidence += ". Reversed: " + "; ".join(reversed_at[:4]) + (" ..." if len(reversed_at) > 4 else "")
-    return _row(claim, verdict, evidence, SPEED_RULE, _speed_conditions(speed, claimed))
+    headline = f"observed {_orders_by_T(orders)}" + (f"; {len(reversed_at)} significant reversals" if reversed_at else "")
+    return _row(claim, verdict, evidence, SPEED_RULE, _speed_conditions(speed, claimed), one_line(headline, 200))
 
 
 def rnn_slowdown(speed: pd.DataFrame, mode: str, dtype: str = "fp32") -> dict:
@@ -180,7 +211,7 @@ def task_order(acc: pd.DataFrame) -> dict:
     acc = comparison(acc, [RNN, CNN, TRANSFORMER]) if not comparison(acc, [RNN, CNN, TRANSFORMER]).empty else acc
     if acc.empty or not {RNN, CNN, TRANSFORMER} <= set(acc["encoder"]):
         return _row(claim, MISSING, "needs accuracy records of lstm, cnn and transformer", rule, "")
-    statuses, evidence = [], []
+    statuses, evidence, short = [], [], []
     for task, part in acc.groupby("task", sort=False):
         seeds = {e: part[part["encoder"] == e]["value"].tolist() for e in (TRANSFORMER, CNN, RNN)}
         if not all(seeds.values()):
@@ -190,10 +221,11 @@ def task_order(acc: pd.DataFrame) -> dict:
         ranking = part.groupby("encoder")["value"].mean().sort_values(ascending=False)
         evidence.append(f"{task}: {' > '.join(ranking.index)} ({statuses[-1]}; transformer - cnn {pairs[0]}, "
                         f"cnn - lstm {pairs[1]})")
+        short.append(f"{task}: {' > '.join(ranking.index)} ({statuses[-1]})")
     verdict = FAILS if "reversed" in statuses else HOLDS if statuses and all(s == "holds" for s in statuses) else UNSURE
     conditions = (f"{acc['seed'].nunique()} seeds; encoder parameters "
                   + ", ".join(f"{e} {int(p):,}" for e, p in acc.groupby("encoder")["encoder_params"].median().items()))
-    return _row(claim, verdict, "; ".join(evidence), rule, conditions)
+    return _row(claim, verdict, "; ".join(evidence), rule, conditions, one_line("; ".join(short), 200))
 
 
 def split_by(table: pd.DataFrame, column: str) -> list[tuple]:

@@ -1,8 +1,11 @@
-"""The report's figures: seaborn, one palette and one encoder order for every figure.
+"""The report's figures: one colour per family, one marker per size, one encoder order, in every figure.
 
-String columns used for hue/style/col are cast to ``object`` first: seaborn
-0.13.2 mis-orders categorical and string-array hues under pandas 3
-(seaborn #3893, #3922), so legends could silently stop matching the data.
+Lines and points are drawn with matplotlib, one labelled artist per encoder, so a legend is built from
+the very artists it names. Where seaborn draws a hue (the pre-training loss), string columns are cast
+to ``object`` first: seaborn 0.13.2 mis-orders categorical and string-array hues under pandas 3
+(seaborn #3893, #3922), so legends could silently stop matching the data. Multi-panel figures wrap
+into rows of at most ``MAX_COLS`` panels, each legible at the page's width; every interval is clipped
+to what its metric can reach; a legend sits outside the panels, never over data.
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
-from bench.report.stats import mean_ci  # noqa: E402
+from bench.report.stats import RANGES, mean_ci  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
 
-
 FAMILIES = ("lstm", "cnn", "transformer")  # one colour each, in every figure of every report
+MARKERS = ("o", "s", "^", "D", "v", "X", "P", "*")  # by size within a family, smallest first
+DTYPE_STYLES = {"fp32": "-", "bf16": "--", "fp16": "-."}
+MAX_COLS = 4
+PANEL = (3.4, 2.9)  # inches per panel: at dpi 110 four panels fill a 1200 px page with text still legible
 
 
 def family_of(name: str) -> str:
@@ -32,8 +39,9 @@ def family_of(name: str) -> str:
 
 def palette(order: list[str]) -> dict[str, tuple]:
     """A colour per encoder name, fixed by its family: lstm, cnn and transformer keep theirs in every
-    figure; several sizes of one family are shades of its colour (darker = larger); other presets
-    take the palette's next colours in order."""
+    figure; several sizes of one family are shades of its colour (darker = larger) among the encoders a
+    figure shows, and each size keeps its marker in every figure (``markers``); other presets take the
+    palette's next colours in order."""
     base = sns.color_palette("colorblind", 10)
     family_colors = {f: base[i] for i, f in enumerate(FAMILIES)}
     spare = iter(base[len(FAMILIES) :])
@@ -43,11 +51,27 @@ def palette(order: list[str]) -> dict[str, tuple]:
             family_colors[family] = next(spare, (0.4, 0.4, 0.4))
         members = [n for n in order if family_of(n) == family]
         for i, name in enumerate(members):
-            # mix towards white (small) or black (large): within +-40% around the family's colour
-            t = 0.0 if len(members) == 1 else -0.4 + 0.8 * i / (len(members) - 1)
+            # mix towards white (small) or black (large): within +-45% around the family's colour
+            t = 0.0 if len(members) == 1 else -0.45 + 0.9 * i / (len(members) - 1)
             target = 0.0 if t > 0 else 1.0
             colors[name] = tuple(c + abs(t) * (target - c) for c in family_colors[family][:3])
     return colors
+
+
+def markers(order: list[str]) -> dict[str, str]:
+    """A marker per encoder name: the n-th size of a family takes the n-th marker."""
+    seen: dict[str, int] = {}
+    out = {}
+    for name in order:
+        i = seen.get(family_of(name), 0)
+        seen[family_of(name)] = i + 1
+        out[name] = MARKERS[i % len(MARKERS)]
+    return out
+
+
+def _colours(order: list[str], frame: pd.DataFrame) -> dict[str, tuple]:
+    """The palette over the encoders ``frame`` holds, in the report's order."""
+    return palette([e for e in order if e in set(frame["encoder"])])
 
 
 def _objects(frame: pd.DataFrame, *columns) -> pd.DataFrame:
@@ -65,57 +89,127 @@ def save(fig, out_dir: Path, name: str) -> Path:
     return out_dir / f"{name}.png"
 
 
-def speed_lines(speed: pd.DataFrame, value_columns: dict[str, str], ylabel: str, order, log_y=True):
-    """tokens/s (or memory, MFU) against T: one panel per mode, hue = encoder, style = dtype."""
-    long = speed.melt(id_vars=["encoder", "dtype", "T"], value_vars=[c for c in value_columns if c in speed],
-                      var_name="mode", value_name="value").dropna(subset=["value"])  # fmt: skip
-    long["mode"] = long["mode"].map(value_columns)
-    long = _objects(long, "encoder", "dtype", "mode")
-    present = [e for e in order if e in set(long["encoder"])]
-    grid = sns.relplot(data=long, x="T", y="value", hue="encoder", hue_order=present, style="dtype",
-                       col="mode", kind="line", marker="o", palette=palette(order), height=3.6, aspect=1.15,
-                       facet_kws={"sharey": False})  # fmt: skip
-    for ax in grid.axes.flat:
+def panels(n: int, width: float = PANEL[0], height: float = PANEL[1]):
+    """A figure of ``n`` panels in rows of at most MAX_COLS; the unused cells are switched off."""
+    cols = max(1, min(MAX_COLS, n))
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
+def legend_below(fig, axes, extra: list | None = None, order: list[str] | None = None) -> None:
+    """One legend for the whole figure, under the panels: every labelled artist of every panel, once, the
+    encoders first in ``order`` (a label 'lstm mlm' ranks as 'lstm'), then the rest in drawing order, then
+    ``extra`` handles (dtype styles, reference lines)."""
+    handles, labels = {}, []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    if order:
+        drawn = list(labels)
+
+        def rank(label):
+            matches = [i for i, e in enumerate(order) if label == e or label.startswith(e + " ")]
+            return (0, max(matches, key=lambda i: len(order[i]))) if matches else (1, drawn.index(label))
+
+        labels.sort(key=rank)
+    for handle in extra or []:
+        if handle.get_label() not in handles:
+            handles[handle.get_label()] = handle
+            labels.append(handle.get_label())
+    fig.tight_layout()
+    if not labels:
+        return
+    ncol = min(len(labels), max(3, int(fig.get_figwidth() / 1.9)))  # about as wide as the panels
+    fig.legend([handles[label] for label in labels], labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol,
+               frameon=False)  # fmt: skip
+
+
+def _interval(values, low_bound, high_bound):
+    """Mean and its clipped 95% t interval as (estimate, low error, high error) for an error bar."""
+    ci = mean_ci(values, low_bound, high_bound)
+    if np.isnan(ci.low):
+        return ci.estimate, 0.0, 0.0
+    return ci.estimate, max(0.0, ci.estimate - ci.low), max(0.0, ci.high - ci.estimate)
+
+
+def speed_lines(speed: pd.DataFrame, value_columns: dict[str, str], ylabel: str, order, log_y=True, limit=None):
+    """tokens/s (or memory, MFU) against T: one panel per mode, colour and marker = encoder, line style =
+    dtype. ``limit``: a value no measurement can exceed (MFU 1); points above it are ringed in red and the
+    figure says why."""
+    columns = [c for c in value_columns if c in speed and speed[c].notna().any()]
+    fig, axes = panels(len(columns), width=4.2, height=3.3)
+    colors, marks = _colours(order, speed), markers(order)
+    dtypes = [d for d in dict.fromkeys(speed["dtype"]) if isinstance(d, str)]
+    styles = {d: DTYPE_STYLES.get(d, ":" if "compile" in d else "-.") for d in dtypes}
+    over = 0
+    for ax, column in zip(axes, columns):
+        for encoder in [e for e in order if e in set(speed["encoder"])]:
+            for dtype in dtypes:
+                part = speed[(speed["encoder"] == encoder) & (speed["dtype"] == dtype)].dropna(subset=[column])
+                if part.empty:
+                    continue
+                part = part.groupby("T")[column].mean()
+                (line,) = ax.plot(part.index, part.values, color=colors[encoder], marker=marks[encoder],
+                                  linestyle=styles[dtype], markersize=5, label=encoder)  # fmt: skip
+                line.set_gid(f"{encoder}|{dtype}")
+                if limit is not None and (part > limit).any():
+                    above = part[part > limit]
+                    over += len(above)
+                    ax.scatter(above.index, above.values, s=90, facecolors="none", edgecolors="red", zorder=5)
+        if limit is not None:
+            ax.axhline(limit, color="red", linewidth=0.8, linestyle=":")
         ax.set_xscale("log", base=2)
         if log_y:
             ax.set_yscale("log")
         ax.set_xlabel("sequence length T (tokens)")
-    grid.set_ylabels(ylabel)
-    grid.set_titles("{col_name}")
-    return grid.figure
+        ax.set_ylabel(ylabel)
+        ax.set_title(value_columns[column])
+    extra = [Line2D([], [], color="grey", linestyle=styles[d], label=d) for d in dtypes] if len(dtypes) > 1 else []
+    if over:
+        extra.append(Line2D([], [], marker="o", markerfacecolor="none", markeredgecolor="red", linestyle="",
+                            label=f"above {limit}: impossible (see the caption)"))  # fmt: skip
+    legend_below(fig, axes, extra, order=order)
+    return fig
+
+
+def probe_axis(probe: str) -> str:
+    """What a probe's distance measures (nesting depth for ListOps), as its probe class declares."""
+    from bench.probes import PROBES
+
+    return getattr(PROBES.get(probe), "distance_axis", "distance d (tokens)")
 
 
 def distance_curves(dist: pd.DataFrame, order) -> plt.Figure:
     """Metric against distance per probe: mean over seeds with a 95% t band; chance dashed."""
     probes = list(dict.fromkeys(dist["probe"]))
-    cols = min(3, len(probes))
-    rows = -(-len(probes) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.4 * rows), squeeze=False)
-    colors = palette(order)
-    for ax, probe in zip(axes.flat, probes):
+    fig, axes = panels(len(probes), width=3.8, height=3.1)
+    colors, marks = _colours(order, dist), markers(order)
+    for ax, probe in zip(axes, probes):
         part = dist[dist["probe"] == probe]
+        metric = part["metric"].iloc[0]
+        top = np.inf if metric == "mse" else 1.0  # bands clipped to what the metric can reach
         for encoder in [e for e in order if e in set(part["encoder"])]:
             rows_e = part[part["encoder"] == encoder]
-            summary = [(d, mean_ci(g["value"])) for d, g in rows_e.groupby("distance")]
+            summary = [(d, mean_ci(g["value"], 0.0, top)) for d, g in rows_e.groupby("distance")]
             xs = [d for d, _ in summary]
-            ax.plot(xs, [ci.estimate for _, ci in summary], marker="o", color=colors[encoder], label=encoder)
-            low, high = [ci.low for _, ci in summary], [ci.high for _, ci in summary]
-            top = np.inf if part["metric"].iloc[0] == "mse" else 1.0  # bands clipped to what the metric can reach
-            low, high = np.clip(low, 0.0, top), np.clip(high, 0.0, top)
+            (line,) = ax.plot(xs, [ci.estimate for _, ci in summary], marker=marks[encoder], color=colors[encoder],
+                              label=encoder, markersize=5)  # fmt: skip
+            line.set_gid(encoder)
+            low, high = np.array([ci.low for _, ci in summary]), np.array([ci.high for _, ci in summary])
             if not np.all(np.isnan(low)):
                 ax.fill_between(xs, low, high, color=colors[encoder], alpha=0.18, linewidth=0)
         chance = part.groupby("distance")["chance"].mean()
         ax.plot(chance.index, chance.values, linestyle="--", color="grey", label="chance / trivial")
-        metric = part["metric"].iloc[0]
         ax.set_xscale("log", base=2)
         ax.set_title(probe)
-        ax.set_xlabel("distance d (tokens)")
+        ax.set_xlabel(probe_axis(probe))
         ax.set_ylabel("test MSE (lower is better)" if metric == "mse" else "test accuracy")
-    for ax in list(axes.flat)[len(probes) :]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.04))
-    fig.tight_layout()
+    legend_below(fig, axes, order=order)
     return fig
 
 
@@ -125,52 +219,70 @@ def reach_curves(dist: pd.DataFrame, order) -> plt.Figure:
     frame = dist.dropna(subset=["grad_reach"]).copy()
     frame["reach"] = frame["grad_reach"] / frame.groupby(["probe", "encoder", "seed"])["grad_reach"].transform("max")
     frame = frame[frame["reach"] > 0]  # exactly zero (past a receptive field) has no place on a log axis
-    frame = _objects(frame, "encoder", "probe")
-    present = [e for e in order if e in set(frame["encoder"])]
-    grid = sns.relplot(data=frame, x="distance", y="reach", hue="encoder", hue_order=present, col="probe",
-                       col_wrap=min(3, frame["probe"].nunique()), kind="line", marker="o", palette=palette(order),
-                       errorbar=None, height=3.0, aspect=1.2, facet_kws={"sharey": False})  # fmt: skip
-    for ax in grid.axes.flat:
+    probes = list(dict.fromkeys(frame["probe"]))
+    fig, axes = panels(len(probes), width=3.8, height=3.1)
+    colors, marks = _colours(order, frame), markers(order)
+    for ax, probe in zip(axes, probes):
+        part = frame[frame["probe"] == probe]
+        for encoder in [e for e in order if e in set(part["encoder"])]:
+            mean = part[part["encoder"] == encoder].groupby("distance")["reach"].mean()
+            (line,) = ax.plot(mean.index, mean.values, marker=marks[encoder], color=colors[encoder], label=encoder,
+                              markersize=5)  # fmt: skip
+            line.set_gid(encoder)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-    grid.set_axis_labels("distance d (tokens)", "gradient reach (relative)")
-    grid.set_titles("{col_name}")
-    return grid.figure
-
-
-def accuracy_points(acc: pd.DataFrame, order) -> plt.Figure:
-    """Test metric per task: mean over seeds with 95% t error bars; the baseline dashed."""
-    tasks = list(dict.fromkeys(acc["task"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.6), squeeze=False)
-    colors = palette(order)
-    for ax, task in zip(axes.flat, tasks):
-        part = acc[acc["task"] == task]
-        present = [e for e in order if e in set(part["encoder"])]
-        for i, encoder in enumerate(present):
-            ci = mean_ci(part[part["encoder"] == encoder]["value"])
-            err = None if np.isnan(ci.low) else [[ci.estimate - ci.low], [ci.high - ci.estimate]]
-            ax.errorbar([i], [ci.estimate], yerr=err, fmt="o", color=colors[encoder], capsize=4, markersize=7,
-                        label=encoder)  # fmt: skip
-        ax.axhline(part["baseline"].mean(), linestyle="--", color="grey", label="baseline")
-        ax.set_xticks(range(len(present)), present, rotation=30)
-        ax.set_xlim(-0.6, len(present) - 0.4)
-        kind = part["type"].iloc[0]
-        ax.set_title(task if task == kind else f"{task} ({kind})")
-        ax.set_ylabel(f"test {part['metric'].iloc[0]}")
-    fig.tight_layout()
+        ax.set_title(probe)
+        ax.set_xlabel(probe_axis(probe))
+        ax.set_ylabel("gradient reach (relative)")
+    legend_below(fig, axes, order=order)
     return fig
 
 
-def pareto(acc: pd.DataFrame, order) -> plt.Figure:
-    """Test metric against training throughput per task; the non-dominated encoders joined."""
+def _task_title(part: pd.DataFrame, task: str) -> str:
+    kind = part["type"].iloc[0] if "type" in part else task
+    return task if task == kind else f"{task} ({kind})"
+
+
+def accuracy_points(acc: pd.DataFrame, order) -> plt.Figure:
+    """Test metric per task: mean over seeds with 95% t error bars clipped to the metric's range; the
+    baseline dashed."""
     tasks = list(dict.fromkeys(acc["task"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.4), squeeze=False)
-    colors = palette(order)
-    for ax, task in zip(axes.flat, tasks):
-        part = acc[acc["task"] == task].groupby("encoder")[["train_tokens_per_s", "value"]].mean()
+    fig, axes = panels(len(tasks), width=3.1, height=3.0)
+    colors, marks = _colours(order, acc), markers(order)
+    for ax, task in zip(axes, tasks):
+        part = acc[acc["task"] == task]
+        metric = part["metric"].iloc[0]
+        present = [e for e in order if e in set(part["encoder"])]
+        for i, encoder in enumerate(present):
+            y, below, above = _interval(part[part["encoder"] == encoder]["value"], *RANGES.get(metric, (None, None)))
+            ax.errorbar([i], [y], yerr=[[below], [above]], fmt=marks[encoder], color=colors[encoder], capsize=4,
+                        markersize=7, label=encoder)  # fmt: skip
+        ax.axhline(part["baseline"].mean(), linestyle="--", color="grey", label="baseline")
+        ax.set_xticks(range(len(present)), present, rotation=30, ha="right")
+        ax.set_xlim(-0.6, len(present) - 0.4)
+        ax.set_title(_task_title(part, task))
+        ax.set_ylabel(f"test {metric}")
+    legend_below(fig, axes, order=order)
+    return fig
+
+
+def pareto(acc: pd.DataFrame, order, picks: dict | None = None) -> plt.Figure:
+    """Test metric (95% t interval, clipped) against training throughput per task; the encoders no other
+    beats on both joined in grey; ``picks`` (task -> the encoders picked) ringed."""
+    tasks = list(dict.fromkeys(acc["task"]))
+    fig, axes = panels(len(tasks), width=3.3, height=3.0)
+    colors, marks = _colours(order, acc), markers(order)
+    for ax, task in zip(axes, tasks):
+        rows = acc[acc["task"] == task]
+        metric = rows["metric"].iloc[0]
+        part = rows.groupby("encoder")[["train_tokens_per_s", "value"]].mean()
         for encoder in [e for e in order if e in part.index]:
-            ax.scatter(part.loc[encoder, "train_tokens_per_s"], part.loc[encoder, "value"], color=colors[encoder],
-                       s=60, label=encoder)  # fmt: skip
+            y, below, above = _interval(rows[rows["encoder"] == encoder]["value"], *RANGES.get(metric, (None, None)))
+            ax.errorbar([part.loc[encoder, "train_tokens_per_s"]], [y], yerr=[[below], [above]], fmt=marks[encoder],
+                        color=colors[encoder], markersize=7, capsize=3, label=encoder)  # fmt: skip
+            if picks and encoder in picks.get(task, ()):
+                ax.scatter([part.loc[encoder, "train_tokens_per_s"]], [y], s=260, facecolors="none", edgecolors="black",
+                           linewidths=1.4, zorder=5)  # fmt: skip
         ranked = part.sort_values("train_tokens_per_s", ascending=False)
         front, best = [], -np.inf
         for encoder, row in ranked.iterrows():
@@ -183,54 +295,51 @@ def pareto(acc: pd.DataFrame, order) -> plt.Figure:
         ax.xaxis.set_major_locator(plt.MaxNLocator(3))
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x / 1e3:.3g}k"))
         ax.set_xlabel("training throughput (tokens/s)")
-        ax.set_ylabel(f"test {acc[acc['task'] == task]['metric'].iloc[0]}")
-        ax.set_title(task)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.08))
-    fig.tight_layout()
+        ax.set_ylabel(f"test {metric}")
+        ax.set_title(_task_title(rows, task))
+    ring = Line2D([], [], marker="o", markersize=14, markerfacecolor="none", markeredgecolor="black", linestyle="", label="pick")
+    legend_below(fig, axes, [ring] if picks else None, order=order)
     return fig
 
 
 def pretrain_gain(pre: pd.DataFrame, order) -> plt.Figure:
     """Fine-tuned test metric against pre-training tokens (0: from scratch), one panel per task:
-    mean over seeds with 95% t error bars; one line per encoder and objective."""
+    mean over seeds with 95% t error bars (clipped); one line per encoder and objective."""
     tasks = list(dict.fromkeys(pre["task"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.3 * len(tasks), 3.5), squeeze=False)
-    colors = palette(order)
-    styles = {o: s for o, s in zip(sorted(set(pre["objective"])), ["-", "--", ":"])}
-    for ax, task in zip(axes.flat, tasks):
+    fig, axes = panels(len(tasks), width=3.4, height=3.0)
+    colors, marks = _colours(order, pre), markers(order)
+    styles = {o: s for o, s in zip(sorted(set(pre["objective"])), ["-", "--", ":", "-."])}
+    rank = {e: i for i, e in enumerate(order)}
+    for ax, task in zip(axes, tasks):
         part = pre[pre["task"] == task]
+        metric = part["metric"].iloc[0]
         groups = dict(list(part.groupby(["encoder", "objective"])))
-        rank = {e: i for i, e in enumerate(order)}
         for encoder, objective in sorted(groups, key=lambda k: (rank.get(k[0], len(rank)), k[1])):  # the one encoder order
-            g = groups[(encoder, objective)]
-            points = [(t, mean_ci(h["value"])) for t, h in g.groupby("tokens")]
+            points = [(t, _interval(h["value"], *RANGES.get(metric, (None, None)))) for t, h in groups[(encoder, objective)].groupby("tokens")]
             xs = [t for t, _ in points]
-            ys = [ci.estimate for _, ci in points]
-            err = [[0 if np.isnan(ci.low) else ci.estimate - ci.low for _, ci in points],
-                   [0 if np.isnan(ci.high) else ci.high - ci.estimate for _, ci in points]]  # fmt: skip
+            ys, below, above = ([p[i] for _, p in points] for i in range(3))
             label = encoder if len(styles) == 1 else f"{encoder} {objective}"
-            ax.errorbar(xs, ys, yerr=err, color=colors.get(encoder), linestyle=styles[objective], marker="o",
-                        capsize=3, label=label)  # fmt: skip
+            ax.errorbar(xs, ys, yerr=[below, above], color=colors.get(encoder), linestyle=styles[objective],
+                        marker=marks.get(encoder, "o"), capsize=3, markersize=5, label=label)  # fmt: skip
         ax.axhline(part["baseline"].mean(), linestyle="--", color="grey", linewidth=1, label="baseline")
         ax.set_xscale("symlog", linthresh=max(1, min([t for t in part["tokens"] if t > 0], default=1)))
         ax.set_xlabel("pre-training tokens (0 = scratch)")
-        ax.set_ylabel(f"test {part['metric'].iloc[0]}")
+        ax.set_ylabel(f"test {metric}")
         ax.set_title(task)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), bbox_to_anchor=(0.5, -0.1))
-    fig.tight_layout()
+    legend_below(fig, axes, order=order)
     return fig
 
 
 def pretrain_loss(curves: pd.DataFrame, order) -> plt.Figure:
-    """Pre-training loss against tokens seen, per encoder (seeds pooled: mean and 95% band)."""
-    data = _objects(curves.assign(run=curves["encoder"] + " " + curves["objective"]), "encoder", "objective", "run")
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    """Pre-training loss against tokens seen, per encoder (seeds pooled: mean and 95% band); the legend
+    beside the axes, off the curves."""
+    data = _objects(curves, "encoder", "objective")
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
     present = [e for e in order if e in set(data["encoder"])]
     sns.lineplot(data=data, x="tokens", y="loss", hue="encoder", hue_order=present, style="objective",
-                 palette=palette(order), errorbar=("ci", 95), ax=ax)  # fmt: skip
+                 palette=_colours(order, data), errorbar=("ci", 95), ax=ax)  # fmt: skip
     ax.set_xlabel("tokens seen")
     ax.set_ylabel("pre-training loss (nats per predicted token)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     return fig

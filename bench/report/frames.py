@@ -141,7 +141,8 @@ def accuracy(records: pd.DataFrame) -> pd.DataFrame:
                "metric": metric, "value": m.get(("test", metric)), "baseline": m.get(("test", f"baseline_{metric}")),
                "validation": m.get(("validation", metric)), "train_tokens_per_s": info.get("train_tokens_per_s"),
                "encoder_params": info.get("encoder_params"), "params": info.get("params"),
-               "train_s": info.get("train_s"), "steps": info.get("steps"), "source": info.get("source")}  # fmt: skip
+               "train_s": info.get("train_s"), "steps": info.get("steps"), "best_step": info.get("best_step"),
+               "source": info.get("source"), "device": r["env"].get("device_name")}  # fmt: skip
         for (setting, name), value in m.items():
             if setting == "test" and not name.startswith("baseline_") and name != metric:
                 row[name] = value
