@@ -22,11 +22,13 @@ class Lifecycle(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         _validate(config)
+        _start_progress(1)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         _refuse_parallel_speed(config)
         _refuse_seed_sweep_over_several_seeds(config)
         _validate(config)
+        _start_progress(_sweep_size(config))
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         # outside Hydra's per-job try: an error here stops the sweep at once
@@ -53,6 +55,27 @@ def _swept_values(config: DictConfig, key: str) -> list[str] | None:
         if override.is_sweep_override():
             return [str(v) for v in override.sweep_string_iterator()]
     return None
+
+def _sweep_size(config: DictConfig) -> int:
+    """How many jobs a multirun of the basic sweeper launches: the product of its sweeps' lengths (the
+    command line's overrides, and the sweeper's params for keys the command line leaves alone)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    given = list(config.hydra.overrides.task)
+    keys = {o.partition("=")[0].lstrip("+~") for o in given}
+    given += [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items() if k not in keys]
+    size = 1
+    for override in OverridesParser.create().parse_overrides(given):
+        if override.is_sweep_override():
+            size *= len(list(override.sweep_string_iterator()))
+    return size
+
+
+def _start_progress(jobs: int) -> None:
+    from bench.progress import start_sweep
+
+    start_sweep(jobs)
+
 
 def _suites_in_sweep(config: DictConfig) -> set[str]:
     """The suites a sweep will run: the command line's, else the sweeper's, else the config's."""

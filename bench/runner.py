@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from bench import progress
 from bench.env import environment, resolve_device
 from bench.errors import Abort, UserError, unwritable_output_stops
 from bench.records import Record, now, read_record, record_index, write_record, write_summary
@@ -199,6 +200,25 @@ def _run_units(cfg: DictConfig, out_dir: Path, tree: Path) -> dict:
     log.info(f"{cfg.suite} {ctx.encoder}: {len(units)} units on {device.type} with {threads} threads ({why})")
     index = record_index(tree) if tree.exists() else {}
     counts = {"ok": 0, "failed": 0, "skipped": 0}
+    with progress.job(_job_number(), len(units), f"{cfg.suite} {ctx.encoder}") as tracker:
+        _run_each(cfg, suite, ctx, units, resolved, env, index, counts, out_dir, job_deadline, tracker)
+    with unwritable_output_stops():
+        write_summary(out_dir)
+    counts["objective"] = objective(ctx.job_records(), cfg.suite)
+    return counts
+
+
+def _job_number() -> int:
+    """This job's number in its sweep (from 0), where Hydra runs it; 0 elsewhere."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return int(HydraConfig.get().job.get("num") or 0)
+    except (ValueError, ImportError):
+        return 0
+
+
+def _run_each(cfg, suite, ctx, units, resolved, env, index, counts, out_dir, job_deadline, tracker) -> None:
     for i, unit in enumerate(units, 1):
         key = unit_key(cfg, suite, unit, env.get("device_name"))
         tag = f"[{i}/{len(units)}] {cfg.suite} {ctx.encoder} {unit.label}"
@@ -211,6 +231,7 @@ def _run_units(cfg: DictConfig, out_dir: Path, tree: Path) -> dict:
             log.info(f"{tag}: done before{where}, skipped (force=true redoes it)")
             ctx.record_paths[key] = found
             counts["skipped"] += 1
+            tracker.unit_done()
             continue
         record = Record(
             key=key, suite=cfg.suite, encoder=ctx.encoder, task=unit.task, seed=unit.seed, status="ok",
@@ -239,10 +260,7 @@ def _run_units(cfg: DictConfig, out_dir: Path, tree: Path) -> dict:
         counts[record.status] += 1
         outcome = suite.headline(asdict(record)) if record.status == "ok" else f"FAILED: {record.reason}"
         log.info(f"{tag}: {outcome} ({record.info['wall_s']:.1f} s)")
-    with unwritable_output_stops():
-        write_summary(out_dir)
-    counts["objective"] = objective(ctx.job_records(), cfg.suite)
-    return counts
+        tracker.unit_done()
 
 
 def objective(records, suite: str) -> float:
