@@ -9,6 +9,7 @@ as the sweep goes on and says "about".
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -49,13 +50,22 @@ class JobProgress:
             log.info(f"progress: {self.line()}")
 
 
+def _terminal_width() -> int:
+    """Columns of the terminal stderr writes to; 0 where it is not a terminal or has no size (a pty
+    without one, where a bar would print nothing)."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns if sys.stderr.isatty() else 0
+    except (OSError, ValueError):
+        return 0
+
+
 @contextmanager
 def job(index: int, units: int, label: str):
     """Progress of one job of ``units`` units (``index``: its number in the sweep, from 0); yields a
     ``JobProgress`` whose ``unit_done()`` is called after each unit, skipped ones included."""
     if _SWEEP["started"] is None:
         start_sweep(1)
-    if sys.stderr.isatty():
+    if _terminal_width() > 0:
         from tqdm import tqdm
         from tqdm.contrib.logging import logging_redirect_tqdm
 
