@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bench test smoke gate benchmarks clean
+.PHONY: bench test smoke gate benchmarks clean browser
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 bench: $(VENV)/.installed  ## the default comparison, ending with results/runs/<time>/report.html
 	$(PY) -m bench $(ARGS)
 
-test: $(VENV)/.installed  ## the test suite (benchmarks excluded)
+test: $(VENV)/.installed browser  ## the test suite (benchmarks excluded)
 	$(PY) -m pytest -q $(ARGS)
+
+# Chromium for the report's browser test: Debian's package where this user may install it (about 30 s);
+# elsewhere the test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; } && \
+	  echo "installed Chromium (Debian's package) for the report's browser test"; } || \
+	  echo "no Chromium here: the report's browser test will be skipped"
 
 smoke: $(VENV)/.installed  ## a tiny version of everything, under two minutes
 	$(PY) -m bench experiment=smoke $(ARGS)

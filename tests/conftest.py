@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,3 +32,21 @@ def compose():
             return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
     return _compose
+
+
+def bench(*args, cwd, timeout=600):
+    """`python -m bench ARGS` in ``cwd``, as a user runs it (its cache beside ``cwd``)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FXBENCH_CACHE": str(cwd.parent / "cache")}
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One `python -m bench experiment=smoke` for the whole session: (cwd, out, process, wall seconds)."""
+    root = tmp_path_factory.mktemp("smoke")
+    cwd, out = root / "cwd", root / "out"
+    cwd.mkdir()
+    start = time.perf_counter()
+    proc = bench("experiment=smoke", f"hydra.run.dir={out}", cwd=cwd)
+    return cwd, out, proc, time.perf_counter() - start

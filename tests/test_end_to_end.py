@@ -1,31 +1,18 @@
 """`python -m bench experiment=smoke`: everything, end to end, into the folder asked for."""
 
-import os
-import subprocess
-import sys
-import time
+import re
 
 import pandas as pd
 import pytest
 
 from bench.records import load_records
 
-from tests.conftest import REPO
-
-
-def bench(*args, cwd, timeout=600):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FXBENCH_CACHE": str(cwd.parent / "cache")}
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+from tests.conftest import bench
 
 
 @pytest.mark.slow
-def test_smoke_runs_everything_into_the_run_dir_and_resumes(tmp_path):
-    cwd, out = tmp_path / "cwd", tmp_path / "out"
-    cwd.mkdir()
-    start = time.perf_counter()
-    first = bench("experiment=smoke", f"hydra.run.dir={out}", cwd=cwd)
-    wall = time.perf_counter() - start
+def test_smoke_runs_everything_into_the_run_dir_and_resumes(smoke_run):
+    cwd, out, first, wall = smoke_run
     assert first.returncode == 0, first.stderr[-3000:]
     assert list(cwd.iterdir()) == [], "nothing may be written to the working directory"
     summary = pd.read_csv(out / "summary.csv")
@@ -36,6 +23,11 @@ def test_smoke_runs_everything_into_the_run_dir_and_resumes(tmp_path):
     assert (out / "report.md").exists() and (out / "report.html").exists() and (out / "figures" / "distance.png").exists()
     log = first.stdout + first.stderr
     assert "FAILED" not in log, [line for line in log.splitlines() if "FAILED" in line]
+    assert [line for line in log.splitlines() if line.strip()][-1].endswith(f"report: {out}/report.html and {out}/report.md")
+    progress = [line for line in log.splitlines() if "progress: job " in line]  # overall progress, one line per unit
+    assert progress and re.search(r"job (\d+)/\1, unit (\d+)/\2; \d+m\d\ds elapsed$", progress[-1]), progress[-1:]
+    assert "left" in progress[len(progress) // 2], "an estimate of the time left while it runs"
+    assert "Reduced run:" in (out / "report.md").read_text(), "a smoke run's report says its verdicts are not evidence"
     assert wall < 240, f"smoke took {wall:.0f} s"
 
     again = bench("experiment=smoke", f"hydra.run.dir={out}", cwd=cwd)
