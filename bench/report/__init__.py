@@ -162,6 +162,7 @@ def _distance_section(dist, attract, order, fig_dir) -> Section:
             loss = loss.reindex([e for e in order if e in loss.index]).reset_index()
             baseline = part.groupby("distance")["chance_loss"].first()
             loss = pd.concat([loss, pd.DataFrame([{"encoder": "trivial baseline", **baseline.round(4).to_dict()}])])
+            loss.columns = [c if c == "encoder" else f"{_symbol(probe)}={c}" for c in loss.columns]
             s.table(loss, f"{probe}: test loss per position by T, mean [95% CI], beside the trivial baseline "
                           "10 ln 8 / (T + 20) (blanks right, the digits uniform)")  # fmt: skip
         if not attract.empty and probe in set(attract["probe"]):
@@ -169,6 +170,7 @@ def _distance_section(dist, attract, order, fig_dir) -> Section:
             table = by_count.groupby(["encoder", "attractors"])["value"].apply(_ci_of(by_count["metric"].iloc[0]))
             table = table.unstack("attractors")
             table = table.reindex([e for e in order if e in table.index])
+            table.columns = [f"{c} attractors" for c in table.columns]
             s.table(table.reset_index(), f"{probe}: test {by_count['metric'].iloc[0]} by number of attractors "
                                          "(opposite-number nouns between subject and verb), over all distances")  # fmt: skip
     eff = dist.groupby(["probe", "encoder", "seed"])[["effective_distance", "receptive_field", "causal"]].first().reset_index()

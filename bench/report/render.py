@@ -18,6 +18,16 @@ import pandas as pd
 
 DASH = "–"  # a cell with no measurement
 
+# column names as a reader sees them, with their units
+HEADERS = {"encoder_params": "encoder params", "params": "params", "train_tokens_per_s": "training (tok/s)",
+           "infer_tokens_per_s": "inference (tok/s)", "receptive_field": "receptive field (tokens)",
+           "effective_distance": "effective distance", "seconds": "wall (s)", "tokens": "pre-training tokens",
+           "T": "T (tokens)", "B": "batch"}  # fmt: skip
+
+
+def header(column) -> str:
+    return HEADERS.get(str(column), str(column))
+
 
 @dataclass
 class Section:
@@ -65,7 +75,7 @@ def human(value) -> str:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    columns = [str(c) for c in frame.columns]
+    columns = [header(c) for c in frame.columns]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for _, row in frame.iterrows():
         lines.append("| " + " | ".join(human(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
@@ -124,7 +134,7 @@ def _numeric(value) -> bool:
 
 
 def _html_table(frame: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    head = "".join(f"<th>{html.escape(header(c))}</th>" for c in frame.columns)
     rows = []
     for _, row in frame.iterrows():
         cells = []
