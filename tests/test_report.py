@@ -285,3 +285,19 @@ def test_pretraining_claims_are_judged_per_comparison_never_across():
     assert list(most.index) == ["Two-stage training helps the Transformer most (0.2M-parameter comparison)",
                                 "Two-stage training helps the Transformer most (1M-parameter comparison)"]  # fmt: skip
     assert list(most["verdict"]) == ["holds", "does not hold"]
+
+
+def test_an_impossible_utilisation_is_ringed_and_explained(tmp_path):
+    for encoder, factor in SPEED.items():
+        r = speed_record(encoder, 128, factor)
+        r.metrics = [{**m, "value": 1.4} if m["metric"] == "infer_mfu" and encoder == "lstm" else m for m in r.metrics]
+        write_record(tmp_path, r)
+    md = build_report(tmp_path)["md"].read_text()
+    caption = next(line for line in md.splitlines() if line.startswith("*FLOP utilisation against sequence length."))
+    assert "1 measurement exceeds 1, which is impossible" in caption
+    speed = frames.speed(load_records(tmp_path))
+    fig = figures.speed_lines(speed, {"infer_mfu": "inference"}, "FLOP utilisation", ["lstm", "cnn", "transformer"],
+                              log_y=False, limit=1.0)  # fmt: skip
+    rings = [c for c in fig.axes[0].collections if len(c.get_offsets())]
+    assert [tuple(c.get_offsets()[0]) for c in rings] == [(128, 1.4)], "only the impossible point is ringed"
+    assert any("impossible" in t.get_text() for t in fig.legends[0].get_texts())

@@ -84,7 +84,7 @@ def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid, device: 
     mfu = {c: n for c, n in (("infer_mfu", "inference"), ("train_mfu", "training step")) if c in speed}
     if mfu:
         above = int(sum((speed[c] > 1).sum() for c in mfu))
-        why = (f" {above} measurements exceed 1, which is impossible: the denominator, the best GEMM rate measured "
+        why = (f" {above} measurement{'s exceed' if above > 1 else ' exceeds'} 1, which is impossible: the denominator, the best GEMM rate measured "
                "with torch.matmul, is below what the encoders' fused kernels (oneDNN) reach on this machine, so these "
                "utilisations are overstated; they are ringed in red." if above else "")  # fmt: skip
         s.figure(figures.save(figures.speed_lines(speed, mfu, "FLOP utilisation", order, log_y=False, limit=1.0),
@@ -299,8 +299,12 @@ def _answer_section(records, speed, acc, order, fig_dir, suites, run_dir) -> Sec
         s.figure(figures.save(figures.pareto(runs, order, ringed), fig_dir, stem),
                  f"Test metric (95% interval) against training throughput per task on {device}; the pick is ringed, "
                  "the grey line joins encoders no other beats on both.")  # fmt: skip
+    quality_devices = set(chosen["device"]) if not chosen.empty else set()
     for device, part in claims_mod.split_by(speed, "device"):
         glance = answer.speed_glance(part, order)
+        if device and quality_devices and device not in quality_devices:
+            s.text(f"On {device} only speed was measured: the quality picks above come from "
+                   f"{', '.join(sorted(quality_devices))}; where they are tied, the speed below decides on {device}.")  # fmt: skip
         if not glance.empty:
             s.table(glance, f"speed on {device or 'this device'} at the shortest and longest T measured "
                             "(the comparison measured over the most T; full tables below)")  # fmt: skip
