@@ -21,6 +21,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from bench.report.render import human  # noqa: E402
 from bench.report.stats import RANGES, mean_ci  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -124,7 +125,9 @@ def legend_below(fig, axes, extra: list | None = None, order: list[str] | None =
     fig.tight_layout()
     if not labels:
         return
-    ncol = min(len(labels), max(3, int(fig.get_figwidth() / 1.9)))  # about as wide as the panels
+    widest = min(len(labels), max(3, int(fig.get_figwidth() / 1.9)))  # about as wide as the panels
+    rows = -(-len(labels) // widest)
+    ncol = -(-len(labels) // rows)  # balanced rows: read down each column, a family's sizes stand together
     fig.legend([handles[label] for label in labels], labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol,
                frameon=False)  # fmt: skip
 
@@ -323,6 +326,9 @@ def pretrain_gain(pre: pd.DataFrame, order) -> plt.Figure:
                         marker=marks.get(encoder, "o"), capsize=3, markersize=5, label=label)  # fmt: skip
         ax.axhline(part["baseline"].mean(), linestyle="--", color="grey", linewidth=1, label="baseline")
         ax.set_xscale("symlog", linthresh=max(1, min([t for t in part["tokens"] if t > 0], default=1)))
+        ticks = sorted(set(part["tokens"]))  # the token counts measured, named as a person reads them
+        ax.set_xticks(ticks, [human(t) for t in ticks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("pre-training tokens (0 = scratch)")
         ax.set_ylabel(f"test {metric}")
         ax.set_title(task)
