@@ -266,9 +266,9 @@ def test_a_unit_past_its_time_limit_is_recorded_failed(compose, tmp_path, monkey
 @pytest.mark.slow
 def test_a_job_past_its_time_limit_records_the_overrun_as_failed(tmp_path):
     out = tmp_path / "run"
-    # tagging takes seconds; classification would train for hours, and the job has 25 s in all
+    # tagging takes seconds; classification would train for hours, and the job has 15 s in all
     proc = bench(*tiny("tagging", "classification"), "++tasks.classification.train.steps=1000000", "model=cnn",
-                 "hydra.mode=RUN", "limits.job_seconds=25", f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+                 "hydra.mode=RUN", "limits.job_seconds=15", f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
     start = time.time()
     log = proc.communicate(timeout=300)[0]
     assert proc.returncode == 1 and "fxbench: 1 of 2 measurements run now failed" in log, log[-2000:]
@@ -276,7 +276,7 @@ def test_a_job_past_its_time_limit_records_the_overrun_as_failed(tmp_path):
     records = load_records(out).set_index("task")
     assert records.loc["tagging", "status"] == "ok"
     assert records.loc["classification", "status"] == "failed"
-    assert "limits.job_seconds=25" in records.loc["classification", "reason"]
+    assert "limits.job_seconds=15" in records.loc["classification", "reason"]
 
 
 def test_the_memory_cap_holds_for_its_job_only(compose, tmp_path, monkeypatch):
