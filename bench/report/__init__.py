@@ -63,6 +63,7 @@ def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid, device: 
     s.figure(figures.save(figures.speed_lines(speed, {"infer_tokens_per_s": "inference", "train_tokens_per_s": "training step"},
                                               "tokens / s", order), fig_dir, f"{stem}_throughput"),
              "Throughput against sequence length (log-log).")  # fmt: skip
+    more = Section("More speed tables")  # behind a fold at the end of the section
     for budget, part in _by_comparison(speed):
         of = f" ({budget / 1e6:.3g}M-parameter comparison)" if budget else ""
         for mode, label in (("infer", "inference"), ("train", "training step")):
@@ -73,10 +74,10 @@ def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid, device: 
             s.table(table, f"{label} throughput (tokens/s) by sequence length T{of}")
             fastest = part.groupby(["dtype", "T"])[column].transform("max")
             rel = _by_T(part.assign(relative=(part[column] / fastest).round(2)), "relative", order)
-            s.table(rel, f"relative {label} speed: each encoder over the fastest at that T and dtype (1 = fastest){of}")
+            more.table(rel, f"relative {label} speed: each encoder over the fastest at that T and dtype (1 = fastest){of}")
     batch_table = _batch_grid_table(grid, order)
     if batch_table is not None:
-        s.table(batch_table, "throughput (tokens/s) against batch size B (the batch-size grid, speed.batch_sizes)")
+        more.table(batch_table, "throughput (tokens/s) against batch size B (the batch-size grid, speed.batch_sizes)")
     memory = {c: n for c, n in (("infer_peak_mb", "inference"), ("train_peak_mb", "training step")) if c in speed}
     if memory:
         s.figure(figures.save(figures.speed_lines(speed, memory, "peak memory added (MB)", order), fig_dir, f"{stem}_memory"),
@@ -91,14 +92,16 @@ def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid, device: 
                               fig_dir, f"{stem}_mfu"), "FLOP utilisation against sequence length." + why)  # fmt: skip
     if not latency.empty:
         table = latency.sort_values(["encoder", "dtype", "T"]).drop(columns=["budget", "family"], errors="ignore")
-        s.table(table.rename(columns={"T": "T (tokens)", "p50_ms": "p50 (ms)", "p90_ms": "p90 (ms)"}), "latency at batch 1")
+        more.table(table.rename(columns={"T": "T (tokens)", "p50_ms": "p50 (ms)", "p90_ms": "p90 (ms)"}), "latency at batch 1")
     if not scaling.empty:
         table = scaling.drop(columns=["budget", "family"], errors="ignore").round(2)
-        s.table(table, "scaling exponent: slope of log time per sequence against log T (1: linear, 2: quadratic)")
+        more.table(table, "scaling exponent: slope of log time per sequence against log T (1: linear, 2: quadratic)")
     if not gemm.empty:
         table = gemm.groupby("dtype")["GFLOP/s"].agg(["min", "max"]).round(0).reset_index()
-        s.table(table.rename(columns={"min": "lowest (GFLOP/s)", "max": "highest (GFLOP/s)"}),
-                "GEMM peak measured in each job: the denominator of utilisation")  # fmt: skip
+        more.table(table.rename(columns={"min": "lowest (GFLOP/s)", "max": "highest (GFLOP/s)"}),
+                   "GEMM peak measured in each job: the denominator of utilisation")  # fmt: skip
+    if more.blocks:
+        s.details("More tables: relative speed, batch sizes, latency at batch 1, scaling exponents, GEMM peaks").blocks += more.blocks
     return s
 
 
@@ -151,11 +154,12 @@ def _distance_section(dist, attract, order, fig_dir) -> Section:
                  "on the input d tokens before it: the norm of the gradient of a random projection of that output, "
                  "averaged over test examples, each run scaled to its maximum; a missing point is exactly zero "
                  "(beyond a receptive field).")  # fmt: skip
+    tables = s.details("Per-probe tables: score by distance (and loss, attractors), mean [95% CI] over seeds")
     for probe, part in dist.groupby("probe", sort=False):
         table = part.groupby(["encoder", "distance"])["value"].apply(_ci_of(part["metric"].iloc[0])).unstack("distance")
         table = table.reindex([e for e in order if e in table.index])
         table.columns = [f"{_symbol(probe)}={d}" for d in table.columns]
-        s.table(table.reset_index(), f"{probe}: test {part['metric'].iloc[0]} by {figures.probe_axis(probe)}, "
+        tables.table(table.reset_index(), f"{probe}: test {part['metric'].iloc[0]} by {figures.probe_axis(probe)}, "
                                      "mean [95% CI] over seeds")  # fmt: skip
         if "chance_loss" in part and part["chance_loss"].notna().any():
             loss = part.groupby(["encoder", "distance"])["loss"].apply(_ci_of("loss")).unstack("distance")
@@ -163,7 +167,7 @@ def _distance_section(dist, attract, order, fig_dir) -> Section:
             baseline = part.groupby("distance")["chance_loss"].first()
             loss = pd.concat([loss, pd.DataFrame([{"encoder": "trivial baseline", **baseline.round(4).to_dict()}])])
             loss.columns = [c if c == "encoder" else f"{_symbol(probe)}={c}" for c in loss.columns]
-            s.table(loss, f"{probe}: test loss per position by T, mean [95% CI], beside the trivial baseline "
+            tables.table(loss, f"{probe}: test loss per position by T, mean [95% CI], beside the trivial baseline "
                           "10 ln 8 / (T + 20) (blanks right, the digits uniform)")  # fmt: skip
         if not attract.empty and probe in set(attract["probe"]):
             by_count = attract[attract["probe"] == probe]
@@ -171,7 +175,7 @@ def _distance_section(dist, attract, order, fig_dir) -> Section:
             table = table.unstack("attractors")
             table = table.reindex([e for e in order if e in table.index])
             table.columns = [f"{c} attractors" for c in table.columns]
-            s.table(table.reset_index(), f"{probe}: test {by_count['metric'].iloc[0]} by number of attractors "
+            tables.table(table.reset_index(), f"{probe}: test {by_count['metric'].iloc[0]} by number of attractors "
                                          "(opposite-number nouns between subject and verb), over all distances")  # fmt: skip
     eff = dist.groupby(["probe", "encoder", "seed"])[["effective_distance", "receptive_field", "causal"]].first().reset_index()
     table = eff.groupby(["probe", "encoder"]).agg(
