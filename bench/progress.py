@@ -30,8 +30,8 @@ def _clock(seconds: float) -> str:
 
 
 class JobProgress:
-    def __init__(self, job: int, units: int, label: str, bar):
-        self.job, self.units, self.label, self.bar, self.done = job, units, label, bar, 0
+    def __init__(self, job: int, units: int, bar):
+        self.job, self.units, self.bar, self.done = job, units, bar, 0
 
     def line(self) -> str:
         jobs = _SWEEP["jobs"]
@@ -70,6 +70,6 @@ def job(index: int, units: int, label: str):
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         with logging_redirect_tqdm(), tqdm(total=units, desc=label, unit="unit", file=sys.stderr, leave=False) as bar:
-            yield JobProgress(index, units, label, bar)
+            yield JobProgress(index, units, bar)
     else:
-        yield JobProgress(index, units, label, None)
+        yield JobProgress(index, units, None)

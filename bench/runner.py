@@ -201,7 +201,48 @@ def _run_units(cfg: DictConfig, out_dir: Path, tree: Path) -> dict:
     index = record_index(tree) if tree.exists() else {}
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     with progress.job(_job_number(), len(units), f"{cfg.suite} {ctx.encoder}") as tracker:
-        _run_each(cfg, suite, ctx, units, resolved, env, index, counts, out_dir, job_deadline, tracker)
+        for i, unit in enumerate(units, 1):
+            key = unit_key(cfg, suite, unit, env.get("device_name"))
+            tag = f"[{i}/{len(units)}] {cfg.suite} {ctx.encoder} {unit.label}"
+            found = index.get(key)
+            if found is None and (out_dir / "records" / f"{key}.json").exists():  # a concurrent sweep's, since
+                found = out_dir / "records" / f"{key}.json"
+            previous = read_record(found) if found is not None and found.exists() else None
+            if not (cfg.force or unit.always) and previous is not None and previous["status"] == "ok":
+                where = "" if found.parent.parent == out_dir else f" in {found.parent.parent}"
+                log.info(f"{tag}: done before{where}, skipped (force=true redoes it)")
+                ctx.record_paths[key] = found
+                counts["skipped"] += 1
+                tracker.unit_done()
+                continue
+            record = Record(
+                key=key, suite=cfg.suite, encoder=ctx.encoder, task=unit.task, seed=unit.seed, status="ok",
+                config=resolved, config_hash=config_hash(resolved), env=env, started=now(),
+            )  # fmt: skip
+            seed_everything(cfg.seed if unit.seed is None else unit.seed)
+            t0 = time.perf_counter()
+            seconds, name, limit = cfg.limits.unit_seconds, "limits.unit_seconds", cfg.limits.unit_seconds
+            if job_deadline is not None and (seconds is None or job_deadline - t0 < seconds):
+                seconds, name, limit = max(job_deadline - t0, 1e-3), "limits.job_seconds", cfg.limits.job_seconds
+            try:
+                if job_deadline is not None and t0 >= job_deadline:
+                    raise UnitTimeout(f"not started: the job ran past the limit of limits.job_seconds={limit:g} s")
+                with time_limit(seconds, name, limit):
+                    record.metrics, record.info = suite.run(ctx, unit)
+            except (UserError, Abort) as err:
+                raise Abort(str(err)) from None
+            except Exception as err:  # recorded, and the job goes on
+                record.status, record.reason = "failed", _reason(err)
+                record.info = {"traceback": traceback.format_exc(limit=8)}
+            record.ended = now()
+            record.info["wall_s"] = round(time.perf_counter() - t0, 3)
+            # one identity, one file in the tree: a redone unit replaces its record where it is kept
+            with unwritable_output_stops():  # a full disk stops the sweep with one sentence
+                ctx.record_paths[key] = index[key] = write_record(found.parent.parent if found else out_dir, record)
+            counts[record.status] += 1
+            outcome = suite.headline(asdict(record)) if record.status == "ok" else f"FAILED: {record.reason}"
+            log.info(f"{tag}: {outcome} ({record.info['wall_s']:.1f} s)")
+            tracker.unit_done()
     with unwritable_output_stops():
         write_summary(out_dir)
     counts["objective"] = objective(ctx.job_records(), cfg.suite)
@@ -216,51 +257,6 @@ def _job_number() -> int:
         return int(HydraConfig.get().job.get("num") or 0)
     except (ValueError, ImportError):
         return 0
-
-
-def _run_each(cfg, suite, ctx, units, resolved, env, index, counts, out_dir, job_deadline, tracker) -> None:
-    for i, unit in enumerate(units, 1):
-        key = unit_key(cfg, suite, unit, env.get("device_name"))
-        tag = f"[{i}/{len(units)}] {cfg.suite} {ctx.encoder} {unit.label}"
-        found = index.get(key)
-        if found is None and (out_dir / "records" / f"{key}.json").exists():  # a concurrent sweep's, since
-            found = out_dir / "records" / f"{key}.json"
-        previous = read_record(found) if found is not None and found.exists() else None
-        if not (cfg.force or unit.always) and previous is not None and previous["status"] == "ok":
-            where = "" if found.parent.parent == out_dir else f" in {found.parent.parent}"
-            log.info(f"{tag}: done before{where}, skipped (force=true redoes it)")
-            ctx.record_paths[key] = found
-            counts["skipped"] += 1
-            tracker.unit_done()
-            continue
-        record = Record(
-            key=key, suite=cfg.suite, encoder=ctx.encoder, task=unit.task, seed=unit.seed, status="ok",
-            config=resolved, config_hash=config_hash(resolved), env=env, started=now(),
-        )  # fmt: skip
-        seed_everything(cfg.seed if unit.seed is None else unit.seed)
-        t0 = time.perf_counter()
-        seconds, name, limit = cfg.limits.unit_seconds, "limits.unit_seconds", cfg.limits.unit_seconds
-        if job_deadline is not None and (seconds is None or job_deadline - t0 < seconds):
-            seconds, name, limit = max(job_deadline - t0, 1e-3), "limits.job_seconds", cfg.limits.job_seconds
-        try:
-            if job_deadline is not None and t0 >= job_deadline:
-                raise UnitTimeout(f"not started: the job ran past the limit of limits.job_seconds={limit:g} s")
-            with time_limit(seconds, name, limit):
-                record.metrics, record.info = suite.run(ctx, unit)
-        except (UserError, Abort) as err:
-            raise Abort(str(err)) from None
-        except Exception as err:  # recorded, and the job goes on
-            record.status, record.reason = "failed", _reason(err)
-            record.info = {"traceback": traceback.format_exc(limit=8)}
-        record.ended = now()
-        record.info["wall_s"] = round(time.perf_counter() - t0, 3)
-        # one identity, one file in the tree: a redone unit replaces its record where it is kept
-        with unwritable_output_stops():  # a full disk stops the sweep with one sentence
-            ctx.record_paths[key] = index[key] = write_record(found.parent.parent if found else out_dir, record)
-        counts[record.status] += 1
-        outcome = suite.headline(asdict(record)) if record.status == "ok" else f"FAILED: {record.reason}"
-        log.info(f"{tag}: {outcome} ({record.info['wall_s']:.1f} s)")
-        tracker.unit_done()
 
 
 def objective(records, suite: str) -> float:

@@ -299,7 +299,7 @@ def _answer_section(records, speed, acc, order, fig_dir, suites, run_dir) -> Sec
                            "test metric, mean [95% CI] over seeds · training throughput in those runs")  # fmt: skip
         stem = "answer_" + re.sub(r"[^a-z0-9]+", "_", device.lower()).strip("_")
         runs = acc[acc["device"].fillna("unknown device") == device]
-        ringed = {t: [e for e in order if figures.family_of(e) == pick] for t, pick in zip(on_device["task_name"], on_device["pick"])}
+        ringed = {t: [e for e in order if frames.family_of(e) == pick] for t, pick in zip(on_device["task_name"], on_device["pick"])}
         s.figure(figures.save(figures.pareto(runs, order, ringed), fig_dir, stem),
                  f"Test metric (95% interval) against training throughput per task on {device}; the pick is ringed, "
                  "the grey line joins encoders no other beats on both.")  # fmt: skip

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.report.frames import family_of
 from bench.report.render import human
 from bench.report.stats import RANGES, mean_ci, welch_diff
 
 PICK_RULE = (
-    "Per task and device, in the comparison (parameter budget) with the most runs: the best encoder has the "
+    "Per task, device and comparison (parameter budget, one table each): the best encoder has the "
     "highest mean test metric over seeds; another is tied with it when the 95% Welch interval of their "
     "difference includes 0; the pick is the fastest in training (tokens/s measured in those very runs) among "
     "the best and those tied with it. With one seed there is no interval: the pick is the highest mean, untested."
@@ -41,7 +42,7 @@ def picks(acc: pd.DataFrame, order: list[str]) -> pd.DataFrame:
         return pd.DataFrame()
     acc = acc.assign(device=acc["device"].fillna("unknown device"), budget=acc["budget"].fillna(-1),
                      name=acc["family"] if "family" in acc else acc["encoder"])  # fmt: skip
-    names = list(dict.fromkeys(n.split(" (")[0] for n in order))
+    names = list(dict.fromkeys(family_of(n) for n in order))
     for (device, budget, task), part in acc.groupby(["device", "budget", "task"], sort=False):
         metric = part["metric"].iloc[0]
         present = [e for e in names if e in set(part["name"])]

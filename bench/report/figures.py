@@ -21,21 +21,18 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from bench.report.frames import family_of  # noqa: E402
 from bench.report.render import human  # noqa: E402
 from bench.report.stats import RANGES, mean_ci  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
+matplotlib.rcParams["svg.hashsalt"] = "fxbench"  # deterministic clip-path ids in the SVGs
 
 FAMILIES = ("lstm", "cnn", "transformer")  # one colour each, in every figure of every report
 MARKERS = ("o", "s", "^", "D", "v", "X", "P", "*")  # by size within a family, smallest first
 DTYPE_STYLES = {"fp32": "-", "bf16": "--", "fp16": "-."}
 MAX_COLS = 4
 PANEL = (3.4, 2.9)  # inches per panel: at dpi 110 four panels fill a 1200 px page with text still legible
-
-
-def family_of(name: str) -> str:
-    """'lstm (0.3M)' -> 'lstm': the encoder a sized label belongs to."""
-    return name.split(" (")[0]
 
 
 def palette(order: list[str]) -> dict[str, tuple]:
@@ -84,8 +81,8 @@ def _objects(frame: pd.DataFrame, *columns) -> pd.DataFrame:
 
 def save(fig, out_dir: Path, name: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "svg"):
-        fig.savefig(out_dir / f"{name}.{ext}", dpi=110, bbox_inches="tight")
+    for ext in ("png", "svg"):  # no date, fixed SVG ids: the same records give the same files
+        fig.savefig(out_dir / f"{name}.{ext}", dpi=110, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None)
     plt.close(fig)
     return out_dir / f"{name}.png"
 

@@ -9,6 +9,11 @@ from bench.records import compiled
 FAMILY_ORDER = ["lstm", "cnn", "transformer", "transformer_base", "transformer_big"]
 
 
+def family_of(name: str) -> str:
+    """'lstm (0.3M)' -> 'lstm': the encoder a sized label (``label_sizes``) belongs to."""
+    return name.split(" (")[0]
+
+
 def encoder_order(names) -> list[str]:
     """One order for every table and figure: the known families first (each family's sizes
     together, smallest first), others alphabetically."""
