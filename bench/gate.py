@@ -4,8 +4,9 @@ Both trees are measured in this job, alternating (base, candidate, base, ...), w
 candidate's ``tests/benchmarks`` run against each tree's ``models``. Each median is divided by
 the GEMM calibration measured in the same run, so a machine that is slower overall slows both
 alike; each tree keeps its best (lowest) normalised time over the rounds. An encoder fails
-when candidate / base exceeds 1 + threshold. A base that cannot be measured is an error
-(exit 2), never a pass.
+when candidate / base exceeds 1 + threshold. An encoder the base tree does not have is
+reported as new (it has no baseline and cannot fail); any other benchmark the base cannot
+measure is an error (exit 2), never a pass.
 """
 
 from __future__ import annotations
@@ -52,17 +53,28 @@ def normalised(result: dict, tree: Path) -> dict[str, float]:
     return {name: b["stats"]["median"] / gemm for name, b in by_name.items() if name != CALIBRATION}
 
 
-def compare(base: dict[str, float], candidate: dict[str, float], threshold: float) -> tuple[list[dict], bool]:
-    """Rows of (benchmark, base, candidate, ratio, verdict) and whether every one passed."""
-    missing = sorted(set(candidate) - set(base))
+def new_benchmarks(result: dict, base_tree: Path) -> set[str]:
+    """The benchmarks of encoders that ``base_tree`` does not have (no ``models/<encoder>.py``)."""
+    return {b["name"] for b in result["benchmarks"]
+            if "encoder" in b["extra_info"] and not (base_tree / "models" / f"{b['extra_info']['encoder']}.py").exists()}  # fmt: skip
+
+
+def compare(base: dict[str, float], candidate: dict[str, float], threshold: float,
+            new: set[str] = frozenset()) -> tuple[list[dict], bool]:  # fmt: skip
+    """Rows of (benchmark, base, candidate, ratio, verdict) and whether every one passed; the benchmarks in
+    ``new`` (of encoders the base does not have) are rows with the verdict NEW."""
+    missing = sorted(set(candidate) - set(base) - set(new))
     if missing:
         raise GateError(f"no baseline for {', '.join(missing)}: the base tree could not measure them")
     rows = []
     for name in sorted(candidate):
+        if name not in base:
+            rows.append({"benchmark": name, "base": None, "candidate": candidate[name], "ratio": None, "verdict": "NEW"})
+            continue
         ratio = candidate[name] / base[name]
         rows.append({"benchmark": name, "base": base[name], "candidate": candidate[name], "ratio": ratio,
                      "verdict": "SLOWER" if ratio > 1 + threshold else "ok"})  # fmt: skip
-    return rows, all(r["verdict"] == "ok" for r in rows)
+    return rows, all(r["verdict"] in ("ok", "NEW") for r in rows)
 
 
 def best(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -88,12 +100,15 @@ def main(argv=None) -> int:
                        check=True, capture_output=True)  # fmt: skip
         tests = REPO / "tests" / "benchmarks"
         runs: dict[str, list] = {"base": [], "candidate": []}
+        new: set[str] = set()
         for r in range(args.rounds):
             for label, tree in (("base", base_tree), ("candidate", REPO)):
                 print(f"round {r + 1}/{args.rounds}: measuring {label} ({tree})", flush=True)
                 result = run_benchmarks(tree, tests, tmp / f"{label}-{r}.json", args.threads)
                 runs[label].append(normalised(result, tree))
-        rows, passed = compare(best(runs["base"]), best(runs["candidate"]), args.threshold)
+                if label == "candidate":
+                    new |= new_benchmarks(result, base_tree)
+        rows, passed = compare(best(runs["base"]), best(runs["candidate"]), args.threshold, new)
     except GateError as err:
         print(f"fxbench gate: ERROR: {err}", file=sys.stderr)
         return 2
@@ -103,7 +118,8 @@ def main(argv=None) -> int:
     width = max(len(r["benchmark"]) for r in rows)
     print(f"{'benchmark':<{width}}  candidate/base  (threshold {1 + args.threshold:.2f}, base {args.base})")
     for r in rows:
-        print(f"{r['benchmark']:<{width}}  {r['ratio']:.3f}  {r['verdict']}")
+        ratio = "  new" if r["ratio"] is None else f"{r['ratio']:.3f}"
+        print(f"{r['benchmark']:<{width}}  {ratio}  {r['verdict']}" + ("  (a new encoder: no baseline to compare)" if r["ratio"] is None else ""))
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "passed": passed, "base": args.base}, indent=1))
     print("PASS" if passed else "FAIL: an encoder slowed down beyond the threshold")

@@ -61,8 +61,8 @@ SPECIALS = ("bos", "eos", "sep", "mask")
 
 
 def objectives(cfg) -> list[str]:
-    """The configured objectives this family can pre-train with (elmo is the LSTM's)."""
-    return [o for o in cfg.pretrain.objectives if o != "elmo" or cfg.model.name == "lstm"]
+    """The configured objectives this encoder can pre-train with (elmo: those with separate directions)."""
+    return [o for o in cfg.pretrain.objectives if o != "elmo" or models.capabilities(cfg.model.name).separate_directions]
 
 
 def units(cfg) -> list[Unit]:

@@ -117,7 +117,7 @@ class AccuracyConfig:
 class PretrainConfig:
     """Two-stage training (suite=pretrain): pre-train each family on unlabelled text, then fine-tune."""
 
-    objectives: List[str] = field(default_factory=lambda: ["mlm"], metadata=_range(choices=["mlm", "clm", "elmo"], nonempty=True))  # elmo: LSTM only
+    objectives: List[str] = field(default_factory=lambda: ["mlm"], metadata=_range(choices=["mlm", "clm", "elmo"], nonempty=True))  # elmo: encoders with separate_directions (the LSTM)
     tokens: List[int] = field(default_factory=lambda: [200000], metadata=_range(1, nonempty=True))  # checkpoints at each count; every family sees the same tokens
     batch_size: int = field(default=32, metadata=_range(1))  # sentences per pre-training step
     lr: float = field(default=2e-3, metadata=_range(0.0))
@@ -225,6 +225,20 @@ def _config_groups() -> str:
     return "\n".join(lines)
 
 
+FIRST_ENCODERS = ("lstm", "cnn", "transformer")  # the published comparison's three, first in every sweep
+
+
+def default_encoders(*leave_out: str) -> str:
+    """The encoders the default sweep runs, comma-separated: every ``models/<name>.py`` with a
+    ``conf/model/<name>.yaml`` (so a new encoder's two files put it in ``make bench``), less ``leave_out``;
+    fixed-size presets such as transformer_base are options of the speed comparisons, not encoders of their own.
+    In a config: ``${fxbench_encoders:}``, ``${fxbench_encoders:transformer}``."""
+    conf = Path(__file__).resolve().parent.parent / "conf" / "model"
+    names = [n for n in models.available() if (conf / f"{n}.yaml").exists() and n not in leave_out]
+    first = [n for n in FIRST_ENCODERS if n in names]
+    return ",".join(first + [n for n in names if n not in first])
+
+
 def job_dirname(overrides: str) -> str:
     """A job's folder in a sweep: its overrides when short, else a readable prefix and a hash of
     them (stable, so that a rerun finds the same folder and resumes)."""
@@ -242,6 +256,8 @@ def _resolvers() -> None:
         OmegaConf.register_new_resolver("fxbench_groups", _config_groups)
     if not OmegaConf.has_resolver("fxbench_subdir"):
         OmegaConf.register_new_resolver("fxbench_subdir", job_dirname)
+    if not OmegaConf.has_resolver("fxbench_encoders"):
+        OmegaConf.register_new_resolver("fxbench_encoders", default_encoders)
 
 
 def register() -> None:
@@ -364,8 +380,24 @@ def validate(cfg: DictConfig) -> None:
     try:
         with __import__("torch").device("meta"):
             models.build_encoder(**kwargs)
+        can = models.capabilities(kwargs["name"])
     except ValueError as err:
         raise UserError(f"model.{err}" + ("" if str(err).endswith(".") else ".")) from None
+    _check_capabilities(cfg, can)
+
+
+def _check_capabilities(cfg: DictConfig, can: models.Capabilities) -> None:
+    """Refuse a job the encoder cannot do (it declares what it can: ``models.capabilities``)."""
+    name = cfg.model.name
+    if cfg.suite in ("accuracy", "pretrain") and not can.decoder:
+        generation = [n for n, t in cfg.tasks.items()
+                      if t.type == "generation" and (t.get("suites") is None or cfg.suite in t.suites)]  # fmt: skip
+        if generation:
+            raise UserError(f"model={name} cannot run the generation task {', '.join(generation)}: models/{name}.py "
+                            "exports no DECODER; leave it out of task=[...].")  # fmt: skip
+    if cfg.suite == "pretrain" and not can.separate_directions and set(cfg.pretrain.objectives) == {"elmo"}:
+        raise UserError(f"pretrain.objectives=[elmo] needs two separate directions, which model={name} does not offer "
+                        f"(no separate_directions in models/{name}.py); choose mlm or clm.")  # fmt: skip
 
 
 _resolvers()

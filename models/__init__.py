@@ -10,8 +10,18 @@ The contract, shared by every encoder in this package::
 - ``d_model``, ``causal`` and ``receptive_field`` (input positions one output can
   see, None when unbounded) are attributes of every encoder.
 
-An encoder is one module ``models/<name>.py`` that sets ``ENCODER = <class>``.
+An encoder is one module ``models/<name>.py`` that sets ``ENCODER = <class>``
+(and ``DECODER = <class>`` if it can generate, see ``models.seq2seq``).
 The class takes flat typed keyword arguments, ``d_model`` and ``causal`` first,
+declares what it is and can do in class attributes, read through ``capabilities``:
+
+- ``family``: its architecture family, e.g. "rnn", "cnn", "attention", "ssm";
+  the claims about RNNs, CNNs and Transformers are judged on the encoders that
+  declare the family each names;
+- ``separate_directions`` (default False): whether it accepts
+  ``stacking="separate"``, two one-direction stacks that never see each other's
+  states, as the ELMo objective's pair of language models needs;
+
 and may set two class attributes used by the parameter-budget solver:
 ``width_multiple(**options)`` (the step in which ``d_model`` may change) and
 ``fine_width`` (the name of an inner width that closes the remaining gap).
@@ -23,6 +33,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -50,6 +61,24 @@ def encoder_class(name: str) -> type[nn.Module]:
     if name not in available():
         raise ValueError(f"unknown encoder {name!r}; available: {', '.join(available())}")
     return importlib.import_module(f"models.{name}").ENCODER
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    family: str  # architecture family: rnn, cnn, attention, ssm, ...
+    decoder: bool  # exports DECODER, so it can run generation tasks
+    separate_directions: bool  # accepts stacking="separate" (the ELMo objective)
+
+
+def capabilities(name: str) -> Capabilities:
+    """What encoder ``name`` declares it is and can do."""
+    cls = encoder_class(name)
+    family = getattr(cls, "family", None)
+    if not isinstance(family, str) or not family:
+        raise ValueError(f"models/{name}.py: {cls.__name__} declares no family; set the class attribute "
+                         "family = 'rnn', 'cnn', 'attention', 'ssm' or the like")  # fmt: skip
+    return Capabilities(family, hasattr(importlib.import_module(f"models.{name}"), "DECODER"),
+                        bool(getattr(cls, "separate_directions", False)))  # fmt: skip
 
 
 def encoder_options(name: str) -> dict[str, inspect.Parameter]:

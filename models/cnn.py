@@ -50,6 +50,8 @@ class DilatedBlock(nn.Module):
 
 
 class CNNEncoder(nn.Module):
+    family = "cnn"
+
     def __init__(
         self,
         d_model: int = 256,

@@ -37,6 +37,9 @@ def row_reversal(mask: torch.Tensor):
 
 
 class LSTMEncoder(nn.Module):
+    family = "rnn"
+    separate_directions = True  # stacking="separate": ELMo's pair of language models
+
     def __init__(
         self,
         d_model: int = 256,

@@ -79,6 +79,7 @@ class Block(nn.Module):
 
 
 class TransformerEncoder(nn.Module):
+    family = "attention"
     fine_width = "d_ff"
 
     def __init__(

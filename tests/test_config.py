@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from bench.errors import UserError, explain
-from bench.schema import validate
+from bench.schema import default_encoders, validate
 from tests.conftest import CONF, REPO
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
@@ -48,7 +48,7 @@ def test_default_comparison_is_parameter_matched(compose):
     from bench.schema import model_kwargs
 
     counts = {}
-    for name in ("lstm", "cnn", "transformer"):
+    for name in default_encoders().split(","):
         cfg = compose(f"model={name}", "suite=speed")
         with torch.device("meta"):
             counts[name] = models.count_parameters(models.build_encoder(**model_kwargs(cfg.model)))
@@ -69,7 +69,7 @@ def compose_error(compose, *overrides) -> str:
     "overrides,words",
     [
         (["model.d_model=abc"], ["model.d_model", "integer"]),
-        (["model=gru"], ["model=gru", "lstm", "cnn", "transformer"]),
+        (["model=no_such_encoder"], ["model=no_such_encoder", *MODELS]),
         (["model=transformer", "model.d_model=256", "model.n_heads=3"], ["model.n_heads=3", "d_model=256", "allowed"]),
         (["model=cnn", "model.d_model=-8"], ["model.d_model=-8"]),
         (["param_budget=-5"], ["param_budget=-5", "at least"]),
@@ -132,9 +132,24 @@ def test_cli_bad_override_exits_2_with_one_line_and_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_job_the_encoder_cannot_do_is_refused_before_it_runs(compose, monkeypatch):
+    import models
+
+    sentence = compose_error(compose, "suite=pretrain", "model=cnn", "pretrain.objectives=[elmo]")
+    assert "pretrain.objectives=[elmo]" in sentence and "separate directions" in sentence and "model=cnn" in sentence
+    validate(compose("suite=pretrain", "model=cnn", "pretrain.objectives=[mlm,elmo]"))  # mlm runs, elmo is left out
+    validate(compose("suite=pretrain", "model=lstm", "pretrain.objectives=[elmo]"))
+    no_decoder = models.Capabilities("cnn", decoder=False, separate_directions=False)
+    monkeypatch.setattr(models, "capabilities", lambda name: no_decoder)
+    sentence = compose_error(compose, "suite=accuracy", "model=cnn", "task=[tagging,generation]")
+    assert "generation" in sentence and "DECODER" in sentence and "task=[...]" in sentence
+    validate(compose("suite=accuracy", "model=cnn", "task=[tagging]"))
+    validate(compose("suite=speed", "model=cnn"))
+
+
 def test_cli_help_and_cfg_job_work():
     helped = run_cli("--help")
-    assert helped.returncode == 0 and "model: cnn, lstm, transformer" in helped.stdout
+    assert helped.returncode == 0 and f"model: {', '.join(MODELS)}" in helped.stdout
     shown = run_cli("--cfg", "job")
     assert shown.returncode == 0 and "param_budget" in shown.stdout and "model:" in shown.stdout
 

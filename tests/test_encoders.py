@@ -6,17 +6,17 @@ Prime sizes (B=3, T=11, D=14) so that a transposed axis cannot hide.
 import pytest
 import torch
 
-from models import available, build_encoder, count_parameters
+from models import available, build_encoder, capabilities, count_parameters, encoder_options
 
 B, T, D = 3, 11, 14
 ENCODERS = available()
 MODES = [False, True]
-SMALL = {"transformer": {"n_heads": 2}}
 
 
 def make(name, causal, **kw):
     torch.manual_seed(0)
-    enc = build_encoder(name, d_model=D, causal=causal, **{**SMALL.get(name, {}), **kw}).eval()
+    small = {"n_heads": 2} if "n_heads" in encoder_options(name) else {}  # heads that divide D=14
+    enc = build_encoder(name, d_model=D, causal=causal, **{**small, **kw}).eval()
     with torch.no_grad():  # as after training: no norm bias or gain left at its initial 0 or 1
         for module in enc.modules():
             if isinstance(module, (torch.nn.LayerNorm, torch.nn.RMSNorm)) and module.weight is not None:
@@ -120,11 +120,40 @@ def test_cnn_receptive_field_matches_gradients(causal, kernel_size, dilations, n
     assert seen.max() == t if causal else seen.min() <= t <= seen.max()
 
 
-@pytest.mark.parametrize("name", ["lstm", "transformer"])
-def test_unbounded_encoders_see_the_whole_sequence(name):
-    enc = make(name, causal=False)
-    assert enc.receptive_field is None
-    assert len(influence(enc, 0, 40)) == 40
+@pytest.mark.parametrize("causal", MODES)
+@pytest.mark.parametrize("name", ENCODERS)
+def test_receptive_field_is_what_the_gradients_reach(name, causal):
+    """None (unbounded): an output sees every position it may (all; those up to it when causal);
+    a number: it sees no more positions than that, at a position far from both ends."""
+    enc = make(name, causal)
+    length = 40 if enc.receptive_field is None else 3 * enc.receptive_field
+    t = length // 2
+    seen = influence(enc, t, length)
+    if enc.receptive_field is None:
+        assert len(seen) == (t + 1 if causal else length)
+    else:
+        assert 1 < len(seen) <= enc.receptive_field
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_every_encoder_declares_its_capabilities(name):
+    import importlib
+
+    can = capabilities(name)
+    assert can.family.isidentifier() and can.family == can.family.lower()
+    assert can.decoder == hasattr(importlib.import_module(f"models.{name}"), "DECODER")
+
+
+@pytest.mark.parametrize("name", [n for n in ENCODERS if capabilities(n).separate_directions])
+def test_separate_directions_never_see_each_other(name):
+    """stacking="separate": the first half of the output at t reads only positions <= t, the second
+    half only positions >= t (ELMo's forward and backward language models)."""
+    enc = make(name, False, stacking="separate")
+    length, t = 9, 4
+    for half, allowed in ((slice(0, D // 2), range(0, t + 1)), (slice(D // 2, D), range(t, length))):
+        x = torch.randn(1, length, D, requires_grad=True)
+        (enc(x, torch.ones(1, length, dtype=torch.bool))[0, t, half] @ torch.randn(D // 2)).backward()
+        assert set((x.grad[0].abs().sum(-1) > 0).nonzero().flatten().tolist()) == set(allowed)
 
 
 @pytest.mark.parametrize("causal", MODES)
@@ -143,7 +172,7 @@ def test_explicit_width_wins_over_the_default():
 @pytest.mark.parametrize(
     "name,kw,words",
     [
-        ("gru", {}, "available: cnn, lstm, transformer"),
+        ("no_such_encoder", {}, "available: " + ", ".join(ENCODERS)),
         ("transformer", {"d_model": 256, "n_heads": 3}, "n_heads=3 must divide d_model=256"),
         ("cnn", {"d_model": -4}, "d_model=-4"),
         ("lstm", {"hidden": 3}, "its options are"),

@@ -7,6 +7,7 @@ import pytest
 
 from bench.records import load_records
 
+from bench.schema import default_encoders
 from tests.conftest import bench
 
 
@@ -17,7 +18,7 @@ def test_smoke_runs_everything_into_the_run_dir_and_resumes(smoke_run):
     assert list(cwd.iterdir()) == [], "nothing may be written to the working directory"
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary["suite"]) == {"speed", "distance", "accuracy"}
-    assert set(summary["encoder"]) == {"lstm", "cnn", "transformer"}
+    assert set(summary["encoder"]) == set(default_encoders().split(","))  # every encoder, with no override
     key = ["suite", "encoder", "task", "variant", "setting", "metric", "seed"]
     assert not summary.duplicated(key).any(), summary[summary.duplicated(key, keep=False)].head()
     assert (out / "report.md").exists() and (out / "report.html").exists() and (out / "figures" / "distance.png").exists()

@@ -48,7 +48,8 @@ def test_language_model_targets_are_the_next_and_previous_tokens():
     assert pretrain.shift_targets(ids, mask, -1).tolist() == [[-100, 5, 6, 7], [-100, 9, -100, -100]]
 
 
-@pytest.mark.parametrize("name,objective", [("lstm", "clm"), ("cnn", "clm"), ("transformer", "clm"), ("lstm", "elmo")])
+@pytest.mark.parametrize("name,objective", [(n, "clm") for n in models.available()]
+                         + [(n, "elmo") for n in models.available() if models.capabilities(n).separate_directions])
 def test_language_model_never_sees_the_token_it_predicts(name, objective):
     """The loss at each position is unchanged when the token it predicts is changed (in the input)."""
     torch.manual_seed(0)
