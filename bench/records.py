@@ -40,6 +40,7 @@ class Record:
     started: str = ""
     ended: str = ""
     schema_version: int = SCHEMA_VERSION
+    family: str | None = None  # the encoder's declared architecture family (models.capabilities): rnn, cnn, ...
 
 
 def record_path(run_dir: Path, key: str) -> Path:

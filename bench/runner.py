@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+import models
 from bench import progress
 from bench.env import environment, resolve_device
 from bench.errors import Abort, UserError, unwritable_output_stops
@@ -197,6 +198,7 @@ def _run_units(cfg: DictConfig, out_dir: Path, tree: Path) -> dict:
     units = suite.units(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     env = environment(device)
+    family = models.capabilities(cfg.model.name).family
     log.info(f"{cfg.suite} {ctx.encoder}: {len(units)} units on {device.type} with {threads} threads ({why})")
     index = record_index(tree) if tree.exists() else {}
     counts = {"ok": 0, "failed": 0, "skipped": 0}
@@ -217,7 +219,7 @@ def _run_units(cfg: DictConfig, out_dir: Path, tree: Path) -> dict:
                 continue
             record = Record(
                 key=key, suite=cfg.suite, encoder=ctx.encoder, task=unit.task, seed=unit.seed, status="ok",
-                config=resolved, config_hash=config_hash(resolved), env=env, started=now(),
+                config=resolved, config_hash=config_hash(resolved), env=env, started=now(), family=family,
             )  # fmt: skip
             seed_everything(cfg.seed if unit.seed is None else unit.seed)
             t0 = time.perf_counter()

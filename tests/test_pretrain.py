@@ -148,7 +148,7 @@ def test_pretrain_suite_end_to_end_and_its_claims(compose, tmp_path):
     assert len(pre) == 2 * 2 * 3 and set(pre["tokens"]) == {0, 400, 800}
     assert pre.filter(like="distance=").notna().any().any(), "the sense probe is scored per cue distance"
     assert pre.filter(like="distractors=").notna().any().any(), "and per number of distractor cues"
-    verdicts = claims.all_claims(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), claims.by_family(pre))
+    verdicts = claims.all_claims(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), claims.unsized(pre))
     rows = verdicts.set_index("claim")
     for claim in ("Two-stage training helps the Transformer most",
                   "With pre-training, the small-data gap between the Transformer and the RNN closes"):

@@ -1,5 +1,6 @@
 """The report: built from records alone, its tables match them, every claim gets a verdict."""
 
+import json
 import re
 
 import numpy as np
@@ -102,6 +103,37 @@ def test_verdicts_follow_the_data(results):
     assert re.search(r"sent: [^;]*; transformer - cnn 0\.05 \[[-0-9.e]+, [-0-9.e]+\], cnn - lstm 0\.05 \[", evidence)
     assert row("Speed order Transformer > CNN > RNN, parameter-matched (inference")["verdict"] == "does not hold"
     assert row("Transformer-Base")["verdict"] == "missing data"
+
+
+def test_a_role_with_two_encoders_is_judged_once_per_encoder(tmp_path):
+    """A GRU declares the rnn family: each claim about the RNN is judged with the LSTM and with the GRU, and says
+    which stood for the role; an encoder of no role (an ssm) never enters the role claims."""
+    for encoder, family, factor, far in (("lstm", "rnn", 1.0, 0.9), ("gru", "rnn", 4.0, 0.4), ("cnn", "cnn", 2.0, 0.5),
+                                         ("transformer", "attention", 1.5, 0.6), ("ssm", "ssm", 0.5, 0.1)):
+        for T in (32, 128):
+            write_record(tmp_path, speed_record(encoder, T, factor))
+        for seed in range(3):
+            write_record(tmp_path, distance_record(encoder, seed, far))
+        for path in (tmp_path / "records").glob(f"*-{encoder}-*.json"):  # the family each encoder declares
+            data = json.loads(path.read_text())
+            path.write_text(json.dumps({**data, "family": family}))
+    table = claims.all_claims(*(claims.unsized(t) for t in _tables(tmp_path))).set_index("claim")
+    slow = table[table.index.str.startswith("The RNN is 3x to tens of times slower (inference")]
+    assert sorted(slow.index) == [f"The RNN is 3x to tens of times slower (inference, fp32) [RNN: {e}]" for e in ("gru", "lstm")]
+    assert slow["conditions"].str.startswith("roles filled by RNN: ").all()
+    agreement = table[table.index.str.contains("weaker than the RNN")]
+    assert agreement.loc[agreement.index.str.endswith("[RNN: lstm]"), "verdict"].item() == "holds"  # 0.9 vs 0.6
+    assert agreement.loc[agreement.index.str.endswith("[RNN: gru]"), "verdict"].item() == "does not hold"  # 0.4 vs 0.6
+    behind = table[table.index.str.startswith("A plain CNN falls behind")]
+    assert not behind["evidence"].str.contains("ssm").any()  # 0.1: it would have made the cnn look ahead
+    assert behind.loc[behind.index.str.endswith("[RNN: gru]"), "verdict"].item() == "does not hold"  # cnn 0.5 > gru 0.4
+
+
+def _tables(run_dir):
+    records = load_records(run_dir)
+    tables = [frames.speed(records), frames.distance(records), frames.accuracy(records), frames.pretrain(records)]
+    frames.label_sizes(*tables)
+    return tables
 
 
 def test_speed_from_two_devices_is_judged_and_tabled_per_device(tmp_path):

@@ -91,10 +91,10 @@ def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid, device: 
         s.figure(figures.save(figures.speed_lines(speed, mfu, "FLOP utilisation", order, log_y=False, limit=1.0),
                               fig_dir, f"{stem}_mfu"), "FLOP utilisation against sequence length." + why)  # fmt: skip
     if not latency.empty:
-        table = latency.sort_values(["encoder", "dtype", "T"]).drop(columns=["budget", "family"], errors="ignore")
+        table = latency.sort_values(["encoder", "dtype", "T"]).drop(columns=["budget", "name", "family", "preset"], errors="ignore")
         more.table(table.rename(columns={"T": "T (tokens)", "p50_ms": "p50 (ms)", "p90_ms": "p90 (ms)"}), "latency at batch 1")
     if not scaling.empty:
-        table = scaling.drop(columns=["budget", "family"], errors="ignore").round(2)
+        table = scaling.drop(columns=["budget", "name", "family", "preset"], errors="ignore").round(2)
         more.table(table, "scaling exponent: slope of log time per sequence against log T (1: linear, 2: quadratic)")
     if not gemm.empty:
         table = gemm.groupby("dtype")["GFLOP/s"].agg(["min", "max"]).round(0).reset_index()
@@ -299,7 +299,7 @@ def _answer_section(records, speed, acc, order, fig_dir, suites, run_dir) -> Sec
                            "test metric, mean [95% CI] over seeds · training throughput in those runs")  # fmt: skip
         stem = "answer_" + re.sub(r"[^a-z0-9]+", "_", device.lower()).strip("_")
         runs = acc[acc["device"].fillna("unknown device") == device]
-        ringed = {t: [e for e in order if frames.family_of(e) == pick] for t, pick in zip(on_device["task_name"], on_device["pick"])}
+        ringed = {t: [e for e in order if frames.name_of(e) == pick] for t, pick in zip(on_device["task_name"], on_device["pick"])}
         s.figure(figures.save(figures.pareto(runs, order, ringed), fig_dir, stem),
                  f"Test metric (95% interval) against training throughput per task on {device}; the pick is ringed, "
                  "the grey line joins encoders no other beats on both.")  # fmt: skip
@@ -354,7 +354,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     frames.label_sizes(speed, grid, latency, scaling, gemm, dist, acc, pre, curves, attract)
     order = frames.encoder_order(set().union(*(set(t["encoder"]) for t in (speed, dist, acc, pre) if not t.empty))) or order
 
-    verdicts = claims_mod.all_claims(*(claims_mod.by_family(t) for t in (speed, dist, acc, pre)))
+    verdicts = claims_mod.all_claims(*(claims_mod.unsized(t) for t in (speed, dist, acc, pre)))
     suites = set(records["suite"]) if len(records) else set()
     first = _answer_section(records, speed, acc, order, fig_dir, suites, run_dir)
     claims = _claims_section(verdicts)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.report.frames import family_of
+from bench.report.frames import name_of
 from bench.report.render import human
 from bench.report.stats import RANGES, mean_ci, welch_diff
 
@@ -36,13 +36,13 @@ def _widest_comparison(speed: pd.DataFrame) -> pd.DataFrame:
 
 def picks(acc: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     """One row per (device, comparison, task): the pick, why, and each encoder's test metric [95% CI] and
-    training speed. Encoders are named by family; the comparison (``budget``) says their size."""
+    training speed. Encoders are named without their size; the comparison (``budget``) says their size."""
     rows = []
     if acc.empty:
         return pd.DataFrame()
     acc = acc.assign(device=acc["device"].fillna("unknown device"), budget=acc["budget"].fillna(-1),
-                     name=acc["family"] if "family" in acc else acc["encoder"])  # fmt: skip
-    names = list(dict.fromkeys(family_of(n) for n in order))
+                     name=acc["name"] if "name" in acc else acc["encoder"])  # fmt: skip
+    names = list(dict.fromkeys(name_of(n) for n in order))
     for (device, budget, task), part in acc.groupby(["device", "budget", "task"], sort=False):
         metric = part["metric"].iloc[0]
         present = [e for e in names if e in set(part["name"])]

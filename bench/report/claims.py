@@ -3,9 +3,18 @@
 Each claim is judged on the stored records alone, by a stated rule, and says
 so when its data is missing. Verdicts: "holds", "does not hold", or
 "inconclusive" (at this sample size, or the evidence is mixed).
+
+The claims name roles, not encoders: the RNN, the CNN and the Transformer are the
+encoders that declare the families rnn, cnn and attention (``models.capabilities``),
+sized to the comparison's budget (fixed-size presets such as transformer_base are
+named by the claims about them). Where a role has several encoders (an LSTM and a
+GRU are both RNNs), each claim is judged once per way of filling the roles, and
+says which encoder stood for which role.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -13,18 +22,42 @@ import pandas as pd
 from bench.report.stats import ratio_of_medians, welch_diff
 
 HOLDS, FAILS, UNSURE, MISSING = "holds", "does not hold", "inconclusive", "missing data"
-RNN, CNN, TRANSFORMER = "lstm", "cnn", "transformer"
+RNN, CNN, TRANSFORMER = "rnn", "cnn", "transformer"  # the roles the published comparison's claims name
+ROLE_FAMILIES = {RNN: "rnn", CNN: "cnn", TRANSFORMER: "attention"}  # the architecture family that fills each role
+ROLE_NAMES = {RNN: "RNN", CNN: "CNN", TRANSFORMER: "Transformer"}
+DEFAULT_CAST = {RNN: "lstm", CNN: "cnn", TRANSFORMER: "transformer"}  # who stands for each role in the published comparison
 
 SPEED_RULE = ("at every T measured, each neighbour pair in the claimed order is faster by a ratio of median times "
               "whose 95% bootstrap interval excludes 1; does not hold if any pair is significantly reversed")
 DIFF_RULE = "95% Welch t interval of the difference of means over seeds excludes 0"
 
 
-def by_family(table: pd.DataFrame) -> pd.DataFrame:
-    """Claims name families (lstm, cnn, ...): use the bare names, kept in ``family``."""
-    if table.empty or "family" not in table:
+def unsized(table: pd.DataFrame) -> pd.DataFrame:
+    """Claims name encoders without their size ('lstm', not 'lstm (0.3M)'): the bare names, kept in ``name``;
+    each comparison (``budget``) is judged on its own."""
+    if table.empty or "name" not in table:
         return table
-    return table.assign(encoder=table["family"])
+    return table.assign(encoder=table["name"])
+
+
+def casts(*tables: pd.DataFrame) -> list[dict[str, str]]:
+    """Every way to fill the roles ({role: encoder}) with the budget-sized encoders of the tables that declare
+    each role's family; a role nobody fills keeps the published comparison's encoder name (its claims then say
+    which records are missing)."""
+    members = {role: set() for role in ROLE_FAMILIES}
+    for table in tables:
+        if table.empty or "family" not in table:
+            continue
+        sized = table[~table["preset"].fillna(False).astype(bool)] if "preset" in table else table
+        for role, family in ROLE_FAMILIES.items():
+            members[role] |= set(sized.loc[sized["family"] == family, "encoder"])
+    choices = [sorted(members[role], key=lambda e: (e != DEFAULT_CAST[role], e)) or [DEFAULT_CAST[role]]
+               for role in ROLE_FAMILIES]  # fmt: skip
+    return [dict(zip(ROLE_FAMILIES, combo)) for combo in itertools.product(*choices)]
+
+
+def cast_text(cast: dict[str, str]) -> str:
+    return ", ".join(f"{ROLE_NAMES[role]}: {encoder}" for role, encoder in cast.items())
 
 
 def comparison(table: pd.DataFrame, encoders) -> pd.DataFrame:
@@ -115,18 +148,19 @@ def speed_order(speed: pd.DataFrame, claimed: list[str], label: str, mode: str, 
     return _row(claim, verdict, evidence, SPEED_RULE, _speed_conditions(speed, claimed), one_line(headline, 200))
 
 
-def rnn_slowdown(speed: pd.DataFrame, mode: str, dtype: str = "fp32") -> dict:
+def rnn_slowdown(speed: pd.DataFrame, mode: str, dtype: str = "fp32", cast: dict = DEFAULT_CAST) -> dict:
     claim = f"The RNN is 3x to tens of times slower ({'inference' if mode == 'infer' else 'training step'}, {dtype})"
-    rule = ("per T, the fastest other parameter-matched encoder's speed over the RNN's, with a 95% bootstrap interval: "
+    rule = ("per T, the speed of the faster of the parameter-matched CNN and Transformer over the RNN's, with a 95% bootstrap interval: "
             "holds if the interval is >= 3 at every T, does not hold if it is below 3 at some T")
-    speed = comparison(speed, [RNN, CNN, TRANSFORMER]) if not comparison(speed, [RNN, CNN, TRANSFORMER]).empty else speed
-    others = [e for e in (CNN, TRANSFORMER) if e in set(speed.get("encoder", []))]
-    if speed.empty or RNN not in set(speed["encoder"]) or not others:
-        return _row(claim, MISSING, "needs speed records of the lstm and of another encoder", rule, "")
+    rnn, roles = cast[RNN], list(cast.values())
+    speed = comparison(speed, roles) if not comparison(speed, roles).empty else speed
+    others = [e for e in (cast[CNN], cast[TRANSFORMER]) if e in set(speed.get("encoder", []))]
+    if speed.empty or rnn not in set(speed["encoder"]) or not others:
+        return _row(claim, MISSING, f"needs speed records of the {rnn} and of another encoder", rule, "")
     ratios = []
-    for T in sorted(set(speed[speed["encoder"] == RNN]["T"])):
+    for T in sorted(set(speed[speed["encoder"] == rnn]["T"])):
         part = speed[(speed["T"] == T) & (speed["dtype"] == dtype) & speed["encoder"].isin(others)]
-        rnn_times = _times(speed, RNN, T, mode, dtype)
+        rnn_times = _times(speed, rnn, T, mode, dtype)
         if part.empty or rnn_times is None:
             continue
         fastest = part.sort_values(f"{mode}_tokens_per_s", ascending=False)["encoder"].iloc[0]
@@ -135,8 +169,8 @@ def rnn_slowdown(speed: pd.DataFrame, mode: str, dtype: str = "fp32") -> dict:
         return _row(claim, MISSING, f"no {dtype} {mode} timings", rule, "")
     below = [(T, e, r) for T, e, r in ratios if r.high < 3]
     verdict = FAILS if below else HOLDS if all(r.low >= 3 for _, _, r in ratios) else UNSURE
-    evidence = "fastest other / lstm: " + "; ".join(f"T={T} {e} {r.estimate:.2f}x" for T, e, r in ratios)
-    return _row(claim, verdict, evidence, rule, _speed_conditions(speed, [RNN, *others]))
+    evidence = f"fastest other / {rnn}: " + "; ".join(f"T={T} {e} {r.estimate:.2f}x" for T, e, r in ratios)
+    return _row(claim, verdict, evidence, rule, _speed_conditions(speed, [rnn, *others]))
 
 
 def _per_seed(dist: pd.DataFrame, encoder: str, select) -> list[float]:
@@ -144,22 +178,23 @@ def _per_seed(dist: pd.DataFrame, encoder: str, select) -> list[float]:
     return part.groupby("seed")["value"].mean().tolist()
 
 
-def agreement_beyond(dist: pd.DataFrame, threshold: int = 13) -> dict:
+def agreement_beyond(dist: pd.DataFrame, threshold: int = 13, cast: dict = DEFAULT_CAST) -> dict:
     claim = f"Beyond ~{threshold} tokens the Transformer is weaker than the RNN on agreement"
-    rule = f"per seed, mean accuracy over agreement distances > {threshold}; lstm minus transformer; {DIFF_RULE}"
+    rule = f"per seed, mean accuracy over agreement distances > {threshold}; the RNN's minus the Transformer's; {DIFF_RULE}"
+    rnn, trans_name = cast[RNN], cast[TRANSFORMER]
     part = dist[dist["probe"] == "agreement"] if not dist.empty else dist
-    part = comparison(part, [RNN, TRANSFORMER]) if not comparison(part, [RNN, TRANSFORMER]).empty else part
+    part = comparison(part, [rnn, trans_name]) if not comparison(part, [rnn, trans_name]).empty else part
     far = (lambda d: d["distance"] > threshold)
-    if part.empty or not {RNN, TRANSFORMER} <= set(part["encoder"]) or not far(part).any():
-        return _row(claim, MISSING, f"needs agreement records of lstm and transformer at distances > {threshold}", rule, "")
-    lstm, trans = _per_seed(part, RNN, far), _per_seed(part, TRANSFORMER, far)
+    if part.empty or not {rnn, trans_name} <= set(part["encoder"]) or not far(part).any():
+        return _row(claim, MISSING, f"needs agreement records of {rnn} and {trans_name} at distances > {threshold}", rule, "")
+    lstm, trans = _per_seed(part, rnn, far), _per_seed(part, trans_name, far)
     diff = welch_diff(lstm, trans)
     verdict = HOLDS if diff.low > 0 else FAILS if diff.high < 0 else UNSURE
-    evidence = (f"accuracy at d > {threshold}: lstm {np.mean(lstm):.3f}, transformer {np.mean(trans):.3f}; "
+    evidence = (f"accuracy at d > {threshold}: {rnn} {np.mean(lstm):.3f}, {trans_name} {np.mean(trans):.3f}; "
                 f"difference {diff}")  # fmt: skip
     near = (lambda d: d["distance"] <= threshold)
     if near(part).any():  # is the gap specific to long distances?
-        near_diff = welch_diff(_per_seed(part, RNN, near), _per_seed(part, TRANSFORMER, near))
+        near_diff = welch_diff(_per_seed(part, rnn, near), _per_seed(part, trans_name, near))
         evidence += f"; at d <= {threshold} the difference is {near_diff}"
         if diff.low > 0 and near_diff.low > 0:
             evidence += " (the gap is there at short distances too, so it is not about distance)"
@@ -182,45 +217,50 @@ def _normalised_far(dist: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows)
 
 
-def cnn_behind(dist: pd.DataFrame) -> dict:
+def cnn_behind(dist: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     claim = "A plain CNN falls behind on long distances"
     rule = ("per seed, the score (0 = chance, 1 = perfect) averaged over the longer half of every probe's distances; "
-            f"cnn minus each other encoder, {DIFF_RULE}: holds if cnn is below both, does not hold if above either")
-    if not dist.empty and not comparison(dist, [CNN]).empty:
-        dist = comparison(dist, [CNN])
-    if dist.empty or CNN not in set(dist["encoder"]) or len(set(dist["encoder"])) < 2:
-        return _row(claim, MISSING, "needs distance records of the cnn and another encoder", rule, "")
+            f"the CNN's minus the RNN's and minus the Transformer's, {DIFF_RULE}: holds if the CNN is below both, "
+            "does not hold if above either")  # fmt: skip
+    cnn_name = cast[CNN]
+    if not dist.empty and not comparison(dist, [cnn_name]).empty:
+        dist = comparison(dist, [cnn_name])
+    dist = dist[dist["encoder"].isin(cast.values())] if not dist.empty else dist
+    if dist.empty or cnn_name not in set(dist["encoder"]) or len(set(dist["encoder"])) < 2:
+        return _row(claim, MISSING, f"needs distance records of the {cnn_name} and another encoder", rule, "")
     scored = _normalised_far(dist)
     per_seed = scored.groupby(["encoder", "seed"])["score"].mean()
-    cnn = per_seed.loc[CNN].tolist()
-    diffs = {e: welch_diff(cnn, per_seed.loc[e].tolist()) for e in set(dist["encoder"]) - {CNN}}
+    cnn = per_seed.loc[cnn_name].tolist()
+    diffs = {e: welch_diff(cnn, per_seed.loc[e].tolist()) for e in set(dist["encoder"]) - {cnn_name}}
     verdict = (HOLDS if all(d.high < 0 for d in diffs.values()) else
                FAILS if any(d.low > 0 for d in diffs.values()) else UNSURE)  # fmt: skip
-    rf = int(dist[dist["encoder"] == CNN]["receptive_field"].iloc[0])
-    evidence = ("mean long-distance score: " + ", ".join(f"{e} {per_seed.loc[e].mean():.3f}" for e in sorted(per_seed.index.levels[0]))
-                + "; cnn minus " + "; ".join(f"{e}: {d}" for e, d in sorted(diffs.items())))  # fmt: skip
-    conditions = (f"probes {', '.join(sorted(set(dist['probe'])))}; cnn receptive field {rf} tokens: "
+    rf = int(dist[dist["encoder"] == cnn_name]["receptive_field"].iloc[0])
+    evidence = ("mean long-distance score: " + ", ".join(f"{e} {per_seed.loc[e].mean():.3f}" for e in sorted(set(dist["encoder"])))
+                + f"; {cnn_name} minus " + "; ".join(f"{e}: {d}" for e, d in sorted(diffs.items())))  # fmt: skip
+    conditions = (f"probes {', '.join(sorted(set(dist['probe'])))}; {cnn_name} receptive field {rf} tokens: "
                   f"{(rf - 1) // 2} each side when bidirectional, {rf - 1} back when causal")  # fmt: skip
     return _row(claim, verdict, evidence, rule, conditions)
 
 
-def task_order(acc: pd.DataFrame) -> dict:
+def task_order(acc: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     claim = "Task accuracy Transformer > CNN > RNN"
-    rule = (f"per task, transformer minus cnn and cnn minus lstm on the test metric, {DIFF_RULE}: holds if both are "
-            "positive on every task, does not hold if either is negative on some task")
-    acc = comparison(acc, [RNN, CNN, TRANSFORMER]) if not comparison(acc, [RNN, CNN, TRANSFORMER]).empty else acc
-    if acc.empty or not {RNN, CNN, TRANSFORMER} <= set(acc["encoder"]):
-        return _row(claim, MISSING, "needs accuracy records of lstm, cnn and transformer", rule, "")
+    rule = (f"per task, the Transformer's minus the CNN's and the CNN's minus the RNN's test metric, {DIFF_RULE}: "
+            "holds if both are positive on every task, does not hold if either is negative on some task")
+    t, c, r = cast[TRANSFORMER], cast[CNN], cast[RNN]
+    acc = comparison(acc, [r, c, t]) if not comparison(acc, [r, c, t]).empty else acc
+    if acc.empty or not {r, c, t} <= set(acc["encoder"]):
+        return _row(claim, MISSING, f"needs accuracy records of {r}, {c} and {t}", rule, "")
+    acc = acc[acc["encoder"].isin([r, c, t])]
     statuses, evidence, short = [], [], []
     for task, part in acc.groupby("task", sort=False):
-        seeds = {e: part[part["encoder"] == e]["value"].tolist() for e in (TRANSFORMER, CNN, RNN)}
+        seeds = {e: part[part["encoder"] == e]["value"].tolist() for e in (t, c, r)}
         if not all(seeds.values()):
             continue
-        pairs = [welch_diff(seeds[TRANSFORMER], seeds[CNN]), welch_diff(seeds[CNN], seeds[RNN])]
+        pairs = [welch_diff(seeds[t], seeds[c]), welch_diff(seeds[c], seeds[r])]
         statuses.append("reversed" if any(d.high < 0 for d in pairs) else "holds" if all(d.low > 0 for d in pairs) else "unclear")
         ranking = part.groupby("encoder")["value"].mean().sort_values(ascending=False)
-        evidence.append(f"{task}: {' > '.join(ranking.index)} ({statuses[-1]}; transformer - cnn {pairs[0]}, "
-                        f"cnn - lstm {pairs[1]})")
+        evidence.append(f"{task}: {' > '.join(ranking.index)} ({statuses[-1]}; {t} - {c} {pairs[0]}, "
+                        f"{c} - {r} {pairs[1]})")
         short.append(f"{task}: {' > '.join(ranking.index)} ({statuses[-1]})")
     verdict = FAILS if "reversed" in statuses else HOLDS if statuses and all(s == "holds" for s in statuses) else UNSURE
     conditions = (f"{acc['seed'].nunique()} seeds; encoder parameters "
@@ -236,25 +276,39 @@ def split_by(table: pd.DataFrame, column: str) -> list[tuple]:
 
 
 def all_claims(speed: pd.DataFrame, dist: pd.DataFrame, acc: pd.DataFrame, pre: pd.DataFrame | None = None) -> pd.DataFrame:
-    rows = []
-    for device, part in split_by(speed, "device"):  # speed is judged on one device at a time, never across devices
-        for mode in ("infer", "train"):
-            device_rows = [speed_order(part, [TRANSFORMER, CNN, RNN], "Transformer > CNN > RNN, parameter-matched", mode),
-                           speed_order(part, ["transformer_base", CNN, "transformer_big", RNN],
-                                       "Transformer-Base > CNN > Transformer-Big > RNN", mode),
-                           rnn_slowdown(part, mode)]  # fmt: skip
-            for row in device_rows:
-                row["judged_on"] = f" on {device}" if device else ""
-                row["claim"] += row["judged_on"]
-            rows += device_rows
-    rows += [agreement_beyond(dist), cnn_behind(dist), task_order(acc)]
+    """Every claim's verdict, once per device (speed) or comparison (pre-training), and once per way of filling
+    the roles (``casts``): where a role has several encoders, the claim names who stood for it."""
     pre = pd.DataFrame() if pre is None else pre
-    for budget, part in split_by(pre, "budget"):  # one comparison (model size, data) at a time: gains never average across
-        budget_rows = [pretrain_helps_transformer_most(part), small_data_gap_closes(part)]
-        for row in budget_rows:
-            row["judged_on"] = f" ({budget / 1e6:.3g}M-parameter comparison)" if budget else ""
+    every_cast = casts(speed, dist, acc, pre)
+    several = [role for role in ROLE_FAMILIES if len({c[role] for c in every_cast}) > 1]
+    rows = []
+    for cast in every_cast:
+        cast_rows = []
+        for device, part in split_by(speed, "device"):  # speed is judged on one device at a time, never across devices
+            for mode in ("infer", "train"):
+                device_rows = [speed_order(part, [cast[TRANSFORMER], cast[CNN], cast[RNN]],
+                                           "Transformer > CNN > RNN, parameter-matched", mode),
+                               speed_order(part, ["transformer_base", cast[CNN], "transformer_big", cast[RNN]],
+                                           "Transformer-Base > CNN > Transformer-Big > RNN", mode),
+                               rnn_slowdown(part, mode, cast=cast)]  # fmt: skip
+                for row in device_rows:
+                    row["judged_on"] = f" on {device}" if device else ""
+                cast_rows += device_rows
+        cast_rows += [agreement_beyond(dist, cast=cast), cnn_behind(dist, cast), task_order(acc, cast)]
+        for row in cast_rows[-3:]:
+            row["judged_on"] = ""
+        for budget, part in split_by(pre, "budget"):  # one comparison (model size, data) at a time: gains never average
+            budget_rows = [pretrain_helps_transformer_most(part, cast), small_data_gap_closes(part, cast)]
+            for row in budget_rows:
+                row["judged_on"] = f" ({budget / 1e6:.3g}M-parameter comparison)" if budget else ""
+            cast_rows += budget_rows
+        for row in cast_rows:
+            who = ", ".join(f"{ROLE_NAMES[role]}: {cast[role]}" for role in several)
+            row["judged_on"] += f" [{who}]" if who else ""
             row["claim"] += row["judged_on"]
-        rows += budget_rows
+            row["cast"] = cast_text(cast)
+            row["conditions"] = f"roles filled by {cast_text(cast)}" + (f"; {row['conditions']}" if row["conditions"] else "")
+        rows += cast_rows
     return pd.DataFrame(rows)
 
 
@@ -276,35 +330,38 @@ SCORE = ("score = (test metric - baseline) / (perfect - baseline), averaged over
          "gain = pre-trained (largest budget) minus scratch score")
 
 
-def pretrain_helps_transformer_most(pre: pd.DataFrame) -> dict:
+def pretrain_helps_transformer_most(pre: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     claim = "Two-stage training helps the Transformer most"
-    rule = f"{SCORE}; transformer gain minus each other family's gain, {DIFF_RULE}: holds if above both, does not hold if below either"
-    scores = _pretrain_scores(pre)
-    if scores is None or TRANSFORMER not in scores.index.get_level_values(0) or len(set(scores.index.get_level_values(0))) < 2:
-        return _row(claim, MISSING, "needs pretrain records of the transformer and another family "
+    rule = (f"{SCORE}; the Transformer's gain minus the RNN's and minus the CNN's, {DIFF_RULE}: holds if above both, "
+            "does not hold if below either")  # fmt: skip
+    t = cast[TRANSFORMER]
+    scores = _pretrain_scores(pre[pre["encoder"].isin(cast.values())] if not pre.empty else pre)
+    if scores is None or t not in scores.index.get_level_values(0) or len(set(scores.index.get_level_values(0))) < 2:
+        return _row(claim, MISSING, f"needs pretrain records of the {t} and another family "
                     "(run `python -m bench suite=pretrain`)", rule, "")  # fmt: skip
     gain = (scores["pretrained"] - scores["scratch"]).dropna()
-    trans = gain.loc[TRANSFORMER].tolist()
-    diffs = {e: welch_diff(trans, gain.loc[e].tolist()) for e in set(gain.index.get_level_values(0)) - {TRANSFORMER}}
+    trans = gain.loc[t].tolist()
+    diffs = {e: welch_diff(trans, gain.loc[e].tolist()) for e in set(gain.index.get_level_values(0)) - {t}}
     verdict = (HOLDS if all(d.low > 0 for d in diffs.values()) else
                FAILS if any(d.high < 0 for d in diffs.values()) else UNSURE)  # fmt: skip
     evidence = ("mean gain: " + ", ".join(f"{e} {gain.loc[e].mean():+.3f}" for e in sorted(set(gain.index.get_level_values(0))))
-                + "; transformer minus " + "; ".join(f"{e}: {d}" for e, d in sorted(diffs.items())))  # fmt: skip
+                + f"; {t} minus " + "; ".join(f"{e}: {d}" for e, d in sorted(diffs.items())))  # fmt: skip
     return _row(claim, verdict, evidence, rule, _pretrain_conditions(pre))
 
 
-def small_data_gap_closes(pre: pd.DataFrame) -> dict:
+def small_data_gap_closes(pre: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     claim = "With pre-training, the small-data gap between the Transformer and the RNN closes"
-    rule = (f"{SCORE}; gap = lstm minus transformer score per seed, {DIFF_RULE.replace('difference of means', 'gap')}: "
+    rule = (f"{SCORE}; gap = the RNN's minus the Transformer's score per seed, {DIFF_RULE.replace('difference of means', 'gap')}: "
             "holds if the scratch gap is above 0 and the pre-trained gap is not, and the gap shrank (interval of "
             "pre-trained minus scratch gap below 0); does not hold if the pre-trained gap stays above 0; inconclusive "
             "if there is no scratch gap to close")  # fmt: skip
+    r, t = cast[RNN], cast[TRANSFORMER]
     scores = _pretrain_scores(pre)
-    if scores is None or not {RNN, TRANSFORMER} <= set(scores.index.get_level_values(0)):
-        return _row(claim, MISSING, "needs pretrain records of the lstm and the transformer", rule, "")
-    gaps = {arm: welch_diff(scores.loc[RNN][arm].dropna().tolist(), scores.loc[TRANSFORMER][arm].dropna().tolist())
+    if scores is None or not {r, t} <= set(scores.index.get_level_values(0)):
+        return _row(claim, MISSING, f"needs pretrain records of the {r} and the {t}", rule, "")
+    gaps = {arm: welch_diff(scores.loc[r][arm].dropna().tolist(), scores.loc[t][arm].dropna().tolist())
             for arm in ("scratch", "pretrained")}  # fmt: skip
-    per_seed = {arm: (scores.loc[RNN][arm] - scores.loc[TRANSFORMER][arm]).dropna() for arm in gaps}
+    per_seed = {arm: (scores.loc[r][arm] - scores.loc[t][arm]).dropna() for arm in gaps}
     shrink = welch_diff(per_seed["pretrained"].tolist(), per_seed["scratch"].tolist())
     if not gaps["scratch"].low > 0:
         verdict = UNSURE
@@ -312,7 +369,7 @@ def small_data_gap_closes(pre: pd.DataFrame) -> dict:
         verdict = FAILS
     else:
         verdict = HOLDS if shrink.high < 0 else UNSURE
-    evidence = (f"lstm minus transformer score: scratch {gaps['scratch']}, pre-trained {gaps['pretrained']}; "
+    evidence = (f"{r} minus {t} score: scratch {gaps['scratch']}, pre-trained {gaps['pretrained']}; "
                 f"change {shrink}")  # fmt: skip
     return _row(claim, verdict, evidence, rule, _pretrain_conditions(pre))
 

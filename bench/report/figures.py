@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from bench.report.frames import family_of  # noqa: E402
+from bench.report.frames import name_of  # noqa: E402
 from bench.report.render import human  # noqa: E402
 from bench.report.stats import RANGES, mean_ci  # noqa: E402
 
@@ -44,10 +44,10 @@ def palette(order: list[str]) -> dict[str, tuple]:
     family_colors = {f: base[i] for i, f in enumerate(FAMILIES)}
     spare = iter(base[len(FAMILIES) :])
     colors = {}
-    for family in dict.fromkeys(family_of(n) for n in order):
+    for family in dict.fromkeys(name_of(n) for n in order):
         if family not in family_colors:
             family_colors[family] = next(spare, (0.4, 0.4, 0.4))
-        members = [n for n in order if family_of(n) == family]
+        members = [n for n in order if name_of(n) == family]
         for i, name in enumerate(members):
             # mix towards white (small) or black (large): within +-45% around the family's colour
             t = 0.0 if len(members) == 1 else -0.45 + 0.9 * i / (len(members) - 1)
@@ -61,8 +61,8 @@ def markers(order: list[str]) -> dict[str, str]:
     seen: dict[str, int] = {}
     out = {}
     for name in order:
-        i = seen.get(family_of(name), 0)
-        seen[family_of(name)] = i + 1
+        i = seen.get(name_of(name), 0)
+        seen[name_of(name)] = i + 1
         out[name] = MARKERS[i % len(MARKERS)]
     return out
 

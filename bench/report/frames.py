@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 
 from bench.records import compiled
@@ -9,9 +11,27 @@ from bench.records import compiled
 FAMILY_ORDER = ["lstm", "cnn", "transformer", "transformer_base", "transformer_big"]
 
 
-def family_of(name: str) -> str:
+def name_of(label: str) -> str:
     """'lstm (0.3M)' -> 'lstm': the encoder a sized label (``label_sizes``) belongs to."""
-    return name.split(" (")[0]
+    return label.split(" (")[0]
+
+
+@functools.cache
+def _declared_family(name: str) -> str | None:
+    import models
+
+    return models.capabilities(name).family if name in models.available() else None
+
+
+def _who(record) -> dict:
+    """The encoder of a record: its label; its architecture ``family`` as declared by the encoder (read from
+    this checkout's ``models/`` for records written before they carried it); and whether it is a ``preset``, a
+    fixed-size configuration with a label of its own (transformer_base), rather than sized to the budget."""
+    model = record["config"].get("model") or {} if isinstance(record["config"], dict) else {}
+    family = record.get("family")
+    if not isinstance(family, str):
+        family = _declared_family(model.get("name") or record["encoder"])
+    return {"encoder": record["encoder"], "family": family, "preset": bool(model.get("label"))}
 
 
 def encoder_order(names) -> list[str]:
@@ -43,14 +63,14 @@ def budget(record) -> int | None:
 
 def label_sizes(*tables: pd.DataFrame) -> None:
     """Where one encoder was measured at several budgets, name each 'encoder (size)' so that
-    tables and figures never merge them; ``family`` keeps the bare name for the claims."""
+    tables and figures never merge them; ``name`` keeps the bare name for the claims."""
     pairs = pd.concat([t[["encoder", "budget"]] for t in tables if not t.empty]) if any(
         not t.empty for t in tables) else pd.DataFrame(columns=["encoder", "budget"])  # fmt: skip
     several = {e for e, g in pairs.groupby("encoder") if g["budget"].nunique(dropna=False) > 1}
     for table in tables:
         if table.empty:
             continue
-        table["family"] = table["encoder"]
+        table["name"] = table["encoder"]
         table["encoder"] = [
             f"{e} ({b / 1e6:.3g}M)" if e in several and pd.notna(b) else e for e, b in zip(table["encoder"], table["budget"])
         ]
@@ -70,7 +90,7 @@ def speed(records: pd.DataFrame, grid: bool = False) -> pd.DataFrame:
         if r["task"] != "throughput" or (r["info"].get("grid") and not grid):
             continue
         info = r["info"]
-        row = {"encoder": r["encoder"], "budget": budget(r), "dtype": _dtype(r), "T": int(info["T"]), "B": int(info["B"]),
+        row = {**_who(r), "budget": budget(r), "dtype": _dtype(r), "T": int(info["T"]), "B": int(info["B"]),
                "params": info.get("params"), "device": r["env"].get("device_name"),
                "infer_times_s": info.get("infer_times_s"), "train_times_s": info.get("train_times_s")}  # fmt: skip
         row.update({metric: value for (_, metric), value in _metrics(r).items()})
@@ -84,7 +104,7 @@ def latency(records: pd.DataFrame) -> pd.DataFrame:
         if r["task"] == "latency":
             m = _metrics(r)
             T = r["info"]["T"]
-            rows.append({"encoder": r["encoder"], "budget": budget(r), "dtype": _dtype(r), "T": int(T),
+            rows.append({**_who(r), "budget": budget(r), "dtype": _dtype(r), "T": int(T),
                          "p50_ms": m[(T, "p50_ms")], "p90_ms": m[(T, "p90_ms")], "device": r["env"].get("device_name")})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -94,13 +114,13 @@ def scaling(records: pd.DataFrame) -> pd.DataFrame:
     for _, r in _ok(records, "speed").iterrows():
         if r["task"] == "scaling":
             for m in r["metrics"]:
-                rows.append({"encoder": r["encoder"], "budget": budget(r), "dtype": _dtype(r), "measure": m["metric"],
+                rows.append({**_who(r), "budget": budget(r), "dtype": _dtype(r), "measure": m["metric"],
                              "exponent": m["value"], "fitted on T": m["setting"], "device": r["env"].get("device_name")})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def gemm(records: pd.DataFrame) -> pd.DataFrame:
-    rows = [{"encoder": r["encoder"], "budget": budget(r), "dtype": r["info"]["dtype"], "GFLOP/s": r["metrics"][0]["value"] / 1e9,
+    rows = [{**_who(r), "budget": budget(r), "dtype": r["info"]["dtype"], "GFLOP/s": r["metrics"][0]["value"] / 1e9,
              "device": r["env"].get("device_name")}
             for _, r in _ok(records, "speed").iterrows() if r["task"] == "gemm_peak"]  # fmt: skip
     return pd.DataFrame(rows)
@@ -115,7 +135,7 @@ def distance(records: pd.DataFrame) -> pd.DataFrame:
         for d in info["distances"]:
             if (d, metric) not in m:
                 continue
-            rows.append({"probe": r["task"], "encoder": r["encoder"], "budget": budget(r), "seed": r["seed"], "distance": int(d),
+            rows.append({"probe": r["task"], **_who(r), "budget": budget(r), "seed": r["seed"], "distance": int(d),
                          "metric": metric, "value": m[(d, metric)], "chance": m.get((d, "chance")),
                          "grad_reach": m.get((d, "grad_reach")), "receptive_field": info.get("receptive_field"),
                          "causal": info.get("causal"), "loss": m.get((d, "loss")), "chance_loss": m.get((d, "chance_loss")),
@@ -131,7 +151,7 @@ def attractors(records: pd.DataFrame) -> pd.DataFrame:
         metric = r["info"]["metric"]
         for (setting, name), value in _metrics(r).items():
             if name == metric and str(setting).startswith("attractors="):
-                rows.append({"probe": r["task"], "encoder": r["encoder"], "budget": budget(r), "seed": r["seed"],
+                rows.append({"probe": r["task"], **_who(r), "budget": budget(r), "seed": r["seed"],
                              "attractors": int(str(setting).split("=")[1]), "metric": metric, "value": value})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -142,7 +162,7 @@ def accuracy(records: pd.DataFrame) -> pd.DataFrame:
     for _, r in _ok(records, "accuracy").iterrows():
         info, m = r["info"], _metrics(r)
         metric = info["selection_metric"]
-        row = {"task": r["task"], "type": info["type"], "encoder": r["encoder"], "budget": budget(r), "seed": r["seed"],
+        row = {"task": r["task"], "type": info["type"], **_who(r), "budget": budget(r), "seed": r["seed"],
                "metric": metric, "value": m.get(("test", metric)), "baseline": m.get(("test", f"baseline_{metric}")),
                "validation": m.get(("validation", metric)), "train_tokens_per_s": info.get("train_tokens_per_s"),
                "encoder_params": info.get("encoder_params"), "params": info.get("params"),
@@ -194,7 +214,7 @@ def pretrain(records: pd.DataFrame) -> pd.DataFrame:
         value, base = m.get(("test", metric)), m.get(("test", f"baseline_{metric}"))
         top = 100.0 if metric in ("bleu", "chrf") else 1.0
         score = (value - base) / (top - base) if value is not None and base is not None and top != base else None
-        rows.append({"task": r["task"], "type": info["type"], "encoder": r["encoder"], "budget": budget(r),
+        rows.append({"task": r["task"], "type": info["type"], **_who(r), "budget": budget(r),
                      "seed": r["seed"], "objective": info["objective"], "tokens": int(info["pretrain_tokens"]),
                      "metric": metric, "value": value, "baseline": base, "score": score,
                      "pretrain_flops": (info.get("checkpoint") or {}).get("flops"),
@@ -211,7 +231,7 @@ def pretrain_curves(records: pd.DataFrame) -> pd.DataFrame:
             continue
         info = r["info"]
         for point in info["curve"]:
-            rows.append({"encoder": r["encoder"], "budget": budget(r), "objective": info["objective"], "seed": r["seed"],
+            rows.append({**_who(r), "budget": budget(r), "objective": info["objective"], "seed": r["seed"],
                          "tokens": point["tokens"], "loss": point["loss"], "flops": info["flops"],
                          "tokens_seen": info["tokens_seen"], "train_s": info["train_s"],
                          "encoder_params": info.get("encoder_params")})  # fmt: skip
