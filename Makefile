@@ -14,7 +14,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 bench: $(VENV)/.installed  ## the default comparison, ending with results/runs/<time>/report.html
 	$(PY) -m bench $(ARGS)
 
-test: $(VENV)/.installed browser  ## the test suite (benchmarks excluded)
+test: $(VENV)/.installed browser  ## lint and format check, then the test suite (benchmarks excluded)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check --quiet . || \
+	  { echo "lint: fix with $(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format ."; exit 1; }
 	$(PY) -m pytest -q $(ARGS)
 
 # Chromium for the report's browser test: Debian's package where this user may install it (about 30 s);

@@ -21,8 +21,14 @@ from bench.schema import model_kwargs
 from bench.textdata import ClassificationData, GenerationData, LabellingData, PairData
 from bench.train import train
 from models.heads import (
-    Classifier, PairClassifier, PairModel, SequenceClassifier, Tagger, TokenClassifier, TokenEmbedding,
-)  # fmt: skip
+    Classifier,
+    PairClassifier,
+    PairModel,
+    SequenceClassifier,
+    Tagger,
+    TokenClassifier,
+    TokenEmbedding,
+)
 from models.seq2seq import Seq2Seq, build_encoder_decoder
 
 log = logging.getLogger("bench")
@@ -33,8 +39,11 @@ TYPES = ("labelling", "classification", "pair", "generation")
 
 def accuracy_tasks(cfg, suite: str = "accuracy") -> list[str]:
     """The tasks of the four types that ``suite`` runs (a task's ``suites`` can limit it to some)."""
-    return [name for name, task in cfg.tasks.items()
-            if task.type in TYPES and (not task.get("suites") or suite in task.suites)]  # fmt: skip
+    return [
+        name
+        for name, task in cfg.tasks.items()
+        if task.type in TYPES and (not task.get("suites") or suite in task.suites)
+    ]
 
 
 def units(cfg) -> list[Unit]:
@@ -49,8 +58,9 @@ def prepare(ctx: Context, name: str):
         task = ctx.cfg.tasks[name]
         raw = load_task_data(name, task, ctx.cfg.data.root)
         specials = ("sep",) if task.type == "pair" and task.pair_mode == "cross" else ()
-        vocab, labels = build_vocabs(raw, task.type, task.vocab_size, task.min_freq, task.lowercase, specials,
-                                     task.bpe_size, ctx.cfg.data.cache)  # fmt: skip
+        vocab, labels = build_vocabs(
+            raw, task.type, task.vocab_size, task.min_freq, task.lowercase, specials, task.bpe_size, ctx.cfg.data.cache
+        )
         data = encode_splits(ctx, task, raw, vocab, labels, vocab)
         ctx.cache[key] = (data, vocab, labels)
     return ctx.cache[key]
@@ -76,8 +86,12 @@ def run(ctx: Context, unit: Unit):
     rows, info = train_and_score(ctx, unit, task, model, data, tag=f"{ctx.encoder} {unit.task} seed={unit.seed}")
     core = getattr(model, "core", None)
     encoder = core if core is not None else model.encoder
-    info.update(encoder_params=models.count_parameters(encoder), d_model=encoder.d_model, vocab_size=len(vocab),
-                n_labels=len(labels) if labels is not None else None)  # fmt: skip
+    info.update(
+        encoder_params=models.count_parameters(encoder),
+        d_model=encoder.d_model,
+        vocab_size=len(vocab),
+        n_labels=len(labels) if labels is not None else None,
+    )
     return rows, info
 
 
@@ -135,5 +149,7 @@ def train_and_score(ctx: Context, unit: Unit, task, model, data, tag: str) -> tu
 def headline(record: dict) -> str:
     m = {(r["setting"], r["metric"]): r["value"] for r in record["metrics"]}
     metric = record["info"]["selection_metric"]
-    return (f"test {metric} {m[('test', metric)]:.3f} (baseline {m.get(('test', 'baseline_' + metric), float('nan')):.3f}), "
-            f"{record['info']['train_tokens_per_s'] / 1e3:.1f}k tok/s training")  # fmt: skip
+    return (
+        f"test {metric} {m[('test', metric)]:.3f} (baseline {m.get(('test', 'baseline_' + metric), float('nan')):.3f}), "
+        f"{record['info']['train_tokens_per_s'] / 1e3:.1f}k tok/s training"
+    )

@@ -56,6 +56,7 @@ def _swept_values(config: DictConfig, key: str) -> list[str] | None:
             return [str(v) for v in override.sweep_string_iterator()]
     return None
 
+
 def _sweep_size(config: DictConfig) -> int:
     """How many jobs a multirun of the basic sweeper launches: the product of its sweeps' lengths (the
     command line's overrides, and the sweeper's params for keys the command line leaves alone)."""

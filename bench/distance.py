@@ -191,18 +191,24 @@ def run(ctx: Context, unit: Unit):
         value, chance = float(per_example[sel].mean()), probe.chance(d)
         values.append(value)
         chances.append(chance.get(probe.metric, chance.get("accuracy", 0.0)))
-        rows += [{"setting": d, "metric": probe.metric, "value": value},
-                 {"setting": d, "metric": "chance", "value": chances[-1]},
-                 {"setting": d, "metric": "n", "value": int(sel.sum())}]  # fmt: skip
+        rows += [
+            {"setting": d, "metric": probe.metric, "value": value},
+            {"setting": d, "metric": "chance", "value": chances[-1]},
+            {"setting": d, "metric": "n", "value": int(sel.sum())},
+        ]
         if "loss" in chance:  # the copy task's trivial baseline is a loss
-            rows += [{"setting": d, "metric": "loss", "value": float(per_loss[sel].mean())},
-                     {"setting": d, "metric": "chance_loss", "value": chance["loss"]}]  # fmt: skip
+            rows += [
+                {"setting": d, "metric": "loss", "value": float(per_loss[sel].mean())},
+                {"setting": d, "metric": "chance_loss", "value": chance["loss"]},
+            ]
     attractors = sets["test"].extra.get("attractors")
     if attractors is not None:  # agreement: the score by number of attractors, over all distances
         for k in sorted(set(attractors.tolist())):
             sel = attractors == k
-            rows += [{"setting": f"attractors={k}", "metric": probe.metric, "value": float(per_example[sel].mean())},
-                     {"setting": f"attractors={k}", "metric": "n", "value": int(sel.sum())}]  # fmt: skip
+            rows += [
+                {"setting": f"attractors={k}", "metric": probe.metric, "value": float(per_example[sel].mean())},
+                {"setting": f"attractors={k}", "metric": "n", "value": int(sel.sum())},
+            ]
     reach = gradient_reach(model, data)
     rows += [{"setting": d, "metric": "grad_reach", "value": v} for d, v in reach.items() if d in distances]
     effective = effective_distance(distances, values, max(chances), probe.metric)

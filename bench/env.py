@@ -49,7 +49,7 @@ def cpu_flags() -> frozenset[str]:
 def matrix_units(device: torch.device) -> list[str]:
     """Matrix and vector units that speed up low-precision GEMMs on this device."""
     if device.type == "cuda":
-        major, minor = torch.cuda.get_device_capability(device)
+        major, _minor = torch.cuda.get_device_capability(device)
         units = ["tensor_cores"] if major >= 7 else []
         return units + (["bf16"] if major >= 8 else [])
     return sorted(f for f in cpu_flags() if f in {"amx_bf16", "amx_tile", "amx_int8", "avx512_bf16", "avx512f", "avx2"})
@@ -124,5 +124,7 @@ def job_overrides() -> list[str]:
 def command_line() -> str:
     """How this process was started, as a user would type it."""
     args = sys.argv[1:]
-    program = "python -m bench" if sys.argv and sys.argv[0].endswith(("bench/__main__.py", "-m")) else Path(sys.argv[0]).name
+    program = (
+        "python -m bench" if sys.argv and sys.argv[0].endswith(("bench/__main__.py", "-m")) else Path(sys.argv[0]).name
+    )
     return " ".join([program, *args]) if sys.argv else ""

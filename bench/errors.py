@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import errno
-from contextlib import contextmanager
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -40,8 +40,10 @@ def explain_os_error(exc: OSError) -> str:
     reason = _OS_REASONS.get(exc.errno, exc.strerror or type(exc).__name__)
     hint = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "choose a folder you can write to"
     verb = "write" if exc.errno in _OS_REASONS else "use"
-    return (f"cannot {verb} {path}: {reason}; every record finished before is kept; {hint} "
-            "(or another hydra.run.dir) and rerun the same command to resume.")
+    return (
+        f"cannot {verb} {path}: {reason}; every record finished before is kept; {hint} "
+        "(or another hydra.run.dir) and rerun the same command to resume."
+    )
 
 
 @contextmanager
@@ -134,9 +136,7 @@ def _explain_omegaconf(exc, override: str | None) -> str:
     if "is not Optional" in message:
         return f"{shown} is not valid: {key} cannot be null."
     if "not in struct" in message or "Key '" in message:
-        from bench.schema import SCHEMA_OWNERS
-
-        owner = SCHEMA_OWNERS.get(getattr(getattr(exc, "object_type", None), "__name__", ""))
+        owner = getattr(getattr(exc, "object_type", None), "encoder_name", None)  # set by bench.schema.encoder_schema
         if owner:
             return (
                 f"{key} is not a setting of the {owner} encoder, and each encoder has its own "

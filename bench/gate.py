@@ -32,8 +32,20 @@ def run_benchmarks(tree: Path, tests: Path, out: Path, threads: int | None) -> d
     env = {**os.environ, "PYTHONPATH": str(tree)}
     if threads:
         env["FXBENCH_THREADS"] = str(threads)
-    cmd = [sys.executable, "-m", "pytest", str(tests), "-q", "-p", "no:cacheprovider", "--benchmark-only",
-           "--benchmark-enable", f"--benchmark-json={out}", "-o", "addopts="]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(tests),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-only",
+        "--benchmark-enable",
+        f"--benchmark-json={out}",
+        "-o",
+        "addopts=",
+    ]
     proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not out.exists():
         raise GateError(f"benchmarks failed in {tree}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -55,12 +67,16 @@ def normalised(result: dict, tree: Path) -> dict[str, float]:
 
 def new_benchmarks(result: dict, base_tree: Path) -> set[str]:
     """The benchmarks of encoders that ``base_tree`` does not have (no ``models/<encoder>.py``)."""
-    return {b["name"] for b in result["benchmarks"]
-            if "encoder" in b["extra_info"] and not (base_tree / "models" / f"{b['extra_info']['encoder']}.py").exists()}  # fmt: skip
+    return {
+        b["name"]
+        for b in result["benchmarks"]
+        if "encoder" in b["extra_info"] and not (base_tree / "models" / f"{b['extra_info']['encoder']}.py").exists()
+    }
 
 
-def compare(base: dict[str, float], candidate: dict[str, float], threshold: float,
-            new: set[str] = frozenset()) -> tuple[list[dict], bool]:  # fmt: skip
+def compare(
+    base: dict[str, float], candidate: dict[str, float], threshold: float, new: set[str] = frozenset()
+) -> tuple[list[dict], bool]:
     """Rows of (benchmark, base, candidate, ratio, verdict) and whether every one passed; the benchmarks in
     ``new`` (of encoders the base does not have) are rows with the verdict NEW."""
     missing = sorted(set(candidate) - set(base) - set(new))
@@ -69,11 +85,20 @@ def compare(base: dict[str, float], candidate: dict[str, float], threshold: floa
     rows = []
     for name in sorted(candidate):
         if name not in base:
-            rows.append({"benchmark": name, "base": None, "candidate": candidate[name], "ratio": None, "verdict": "NEW"})
+            rows.append(
+                {"benchmark": name, "base": None, "candidate": candidate[name], "ratio": None, "verdict": "NEW"}
+            )
             continue
         ratio = candidate[name] / base[name]
-        rows.append({"benchmark": name, "base": base[name], "candidate": candidate[name], "ratio": ratio,
-                     "verdict": "SLOWER" if ratio > 1 + threshold else "ok"})  # fmt: skip
+        rows.append(
+            {
+                "benchmark": name,
+                "base": base[name],
+                "candidate": candidate[name],
+                "ratio": ratio,
+                "verdict": "SLOWER" if ratio > 1 + threshold else "ok",
+            }
+        )
     return rows, all(r["verdict"] in ("ok", "NEW") for r in rows)
 
 
@@ -92,12 +117,17 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="fxbench-gate-"))
     base_tree = tmp / "base"
     try:
-        rev = subprocess.run(["git", "rev-parse", "--verify", f"{args.base}^{{commit}}"], cwd=REPO,
-                             capture_output=True, text=True)  # fmt: skip
+        rev = subprocess.run(
+            ["git", "rev-parse", "--verify", f"{args.base}^{{commit}}"], cwd=REPO, capture_output=True, text=True
+        )
         if rev.returncode:
             raise GateError(f"base revision {args.base!r} does not exist here (fetch it, e.g. git fetch origin)")
-        subprocess.run(["git", "worktree", "add", "--detach", str(base_tree), rev.stdout.strip()], cwd=REPO,
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(base_tree), rev.stdout.strip()],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
         tests = REPO / "tests" / "benchmarks"
         runs: dict[str, list] = {"base": [], "candidate": []}
         new: set[str] = set()
@@ -119,7 +149,10 @@ def main(argv=None) -> int:
     print(f"{'benchmark':<{width}}  candidate/base  (threshold {1 + args.threshold:.2f}, base {args.base})")
     for r in rows:
         ratio = "  new" if r["ratio"] is None else f"{r['ratio']:.3f}"
-        print(f"{r['benchmark']:<{width}}  {ratio}  {r['verdict']}" + ("  (a new encoder: no baseline to compare)" if r["ratio"] is None else ""))
+        print(
+            f"{r['benchmark']:<{width}}  {ratio}  {r['verdict']}"
+            + ("  (a new encoder: no baseline to compare)" if r["ratio"] is None else "")
+        )
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "passed": passed, "base": args.base}, indent=1))
     print("PASS" if passed else "FAIL: an encoder slowed down beyond the threshold")

@@ -62,7 +62,9 @@ SPECIALS = ("bos", "eos", "sep", "mask")
 
 def objectives(cfg) -> list[str]:
     """The configured objectives this encoder can pre-train with (elmo: those with separate directions)."""
-    return [o for o in cfg.pretrain.objectives if o != "elmo" or models.capabilities(cfg.model.name).separate_directions]
+    return [
+        o for o in cfg.pretrain.objectives if o != "elmo" or models.capabilities(cfg.model.name).separate_directions
+    ]
 
 
 def units(cfg) -> list[Unit]:
@@ -122,8 +124,10 @@ def hub_corpus(settings: dict) -> list[list[str]]:
     except Exception as err:  # the hub, the network or the files: one sentence either way
         raise UserError(f"pretrain.hub {settings} could not be loaded: {err}") from None
     if column not in data.column_names:
-        raise UserError(f"pretrain.hub.column={column} is not a column of {settings['path']}; it has "
-                        f"{', '.join(data.column_names)}.")  # fmt: skip
+        raise UserError(
+            f"pretrain.hub.column={column} is not a column of {settings['path']}; it has "
+            f"{', '.join(data.column_names)}."
+        )
     texts = data[column][:limit] if limit else data[column]
     return [words for words in (tokenize(t) for t in texts) if words]
 
@@ -142,8 +146,15 @@ def corpus(ctx: Context) -> list[list[str]]:
             out += sentences_of(data["train"], task.type)
             continue
         held_out = {tuple(s) for split in ("validation", "test") for s in sentences_of(data[split], task.type)}
-        fresh = OmegaConf.merge(task, {"n_train": cfg.pretrain.corpus_per_task, "n_validation": 1, "n_test": 1,
-                                       "data_seed": task.data_seed + 7919})  # fmt: skip
+        fresh = OmegaConf.merge(
+            task,
+            {
+                "n_train": cfg.pretrain.corpus_per_task,
+                "n_validation": 1,
+                "n_test": 1,
+                "data_seed": task.data_seed + 7919,
+            },
+        )
         drawn = load_task_data(name, fresh, cfg.data.root)["train"]
         out += [s for s in sentences_of(drawn, task.type) if tuple(s) not in held_out]
     return [s[: cfg.pretrain.max_len] for s in out if s]
@@ -226,20 +237,32 @@ class LanguageModel(nn.Module):
             return F.cross_entropy(self.inputs.logits(h[pick]), targets[pick])
         half = h.shape[-1] // 2
         losses = []
-        for part, out, tgt in ((h[..., :half], self.forward_out, targets[0]), (h[..., half:], self.backward_out, targets[1])):
+        for part, out, tgt in (
+            (h[..., :half], self.forward_out, targets[0]),
+            (h[..., half:], self.backward_out, targets[1]),
+        ):
             pick = tgt != -100
             losses.append(F.cross_entropy(self.inputs.logits(out(part[pick])), tgt[pick]))
         return sum(losses) / 2
 
 
-def mask_tokens(ids: torch.Tensor, mask: torch.Tensor, vocab_size: int, mask_id: int, n_special: int,
-                prob: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def mask_tokens(
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    vocab_size: int,
+    mask_id: int,
+    n_special: int,
+    prob: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's masking: each real token is chosen with ``prob`` (at least one per row); a chosen token
     becomes ``mask_id`` (80%), a random word (10%) or stays (10%). Returns (inputs, targets), targets
     -100 where nothing is predicted."""
     chosen = (torch.rand(ids.shape, generator=generator) < prob) & mask
     lengths = mask.sum(1)
-    forced = (torch.rand(len(ids), generator=generator) * lengths).long()  # one position per row, in case none was chosen
+    forced = (
+        torch.rand(len(ids), generator=generator) * lengths
+    ).long()  # one position per row, in case none was chosen
     none = ~chosen.any(1) & (lengths > 0)
     chosen[none.nonzero().squeeze(1), forced[none]] = True
     roll = torch.rand(ids.shape, generator=generator)
@@ -278,8 +301,11 @@ def checkpoint_key(cfg, objective: str, seed: int, digest: str, vocab, tokens: i
         "schedule_tokens": max(cfg.pretrain.tokens),  # the learning-rate schedule runs to the largest count
         "corpus": digest,
         "vocab": hashlib.sha256(vocab.to_json().encode()).hexdigest()[:16],
-        "pretrain": {k: v for k, v in OmegaConf.to_container(cfg.pretrain, resolve=True).items()
-                     if k not in ("tokens", "objectives", "log_every")},  # fmt: skip
+        "pretrain": {
+            k: v
+            for k, v in OmegaConf.to_container(cfg.pretrain, resolve=True).items()
+            if k not in ("tokens", "objectives", "log_every")
+        },
         "embed_dim": cfg.accuracy.embed_dim,
         "torch": torch.__version__.split("+")[0],
     }
@@ -288,7 +314,10 @@ def checkpoint_key(cfg, objective: str, seed: int, digest: str, vocab, tokens: i
 
 def checkpoint_path(ctx: Context, objective: str, seed: int, tokens: int) -> Path:
     _, digest, vocab = shared(ctx)
-    return checkpoint_dir(ctx.cfg) / f"{ctx.cfg.model.name}-{objective}-{checkpoint_key(ctx.cfg, objective, seed, digest, vocab, tokens)}.pt"
+    return (
+        checkpoint_dir(ctx.cfg)
+        / f"{ctx.cfg.model.name}-{objective}-{checkpoint_key(ctx.cfg, objective, seed, digest, vocab, tokens)}.pt"
+    )
 
 
 def _save(path: Path, state: dict) -> None:
@@ -312,12 +341,14 @@ def pretrain(ctx: Context, objective: str, seed: int) -> dict:
     """Pre-train from scratch to the largest token count, saving a checkpoint at each count.
     Returns the curve and totals."""
     cfg, settings = ctx.cfg, ctx.cfg.pretrain
-    text, digest, vocab = shared(ctx)
+    text, _digest, vocab = shared(ctx)
     milestones = sorted(set(settings.tokens))
     torch.manual_seed(seed)
     arch = architecture(cfg, objective)
     encoder = models.build_encoder(**arch)
-    model = LanguageModel(encoder, TokenEmbedding(len(vocab), encoder.d_model, cfg.accuracy.embed_dim), objective).to(ctx.device)
+    model = LanguageModel(encoder, TokenEmbedding(len(vocab), encoder.d_model, cfg.accuracy.embed_dim), objective).to(
+        ctx.device
+    )
     ids_of = [vocab.encode(s) for s in text]
     total = milestones[-1]
     mean_len = sum(map(len, ids_of)) / len(ids_of)
@@ -356,13 +387,26 @@ def pretrain(ctx: Context, objective: str, seed: int) -> dict:
             if step % settings.log_every == 0:
                 curve.append({"step": step, "tokens": seen, "loss": sum(running) / len(running)})
                 running = []
-                log.info(f"{ctx.encoder} pretrain {objective} seed={seed} {seen}/{total} tokens, loss {curve[-1]['loss']:.3f}, "
-                         f"{time.perf_counter() - start:.0f} s")  # fmt: skip
+                log.info(
+                    f"{ctx.encoder} pretrain {objective} seed={seed} {seen}/{total} tokens, loss {curve[-1]['loss']:.3f}, "
+                    f"{time.perf_counter() - start:.0f} s"
+                )
             while next_milestone < len(milestones) and seen >= milestones[next_milestone]:
                 n = milestones[next_milestone]
                 path = checkpoint_path(ctx, objective, seed, n)
-                _save(path, {"encoder": encoder.state_dict(), "inputs": model.inputs.state_dict(), "architecture": arch,
-                             "objective": objective, "tokens_seen": seen, "tokens": n, "flops": flops, "step": step})  # fmt: skip
+                _save(
+                    path,
+                    {
+                        "encoder": encoder.state_dict(),
+                        "inputs": model.inputs.state_dict(),
+                        "architecture": arch,
+                        "objective": objective,
+                        "tokens_seen": seen,
+                        "tokens": n,
+                        "flops": flops,
+                        "step": step,
+                    },
+                )
                 saved[n] = {"path": str(path), "tokens_seen": seen, "flops": flops, "step": step}
                 next_milestone += 1
             if next_milestone == len(milestones):
@@ -370,17 +414,29 @@ def pretrain(ctx: Context, objective: str, seed: int) -> dict:
         epoch += 1
     if running:
         curve.append({"step": step, "tokens": seen, "loss": sum(running) / len(running)})
-    return {"curve": curve, "checkpoints": saved, "steps": step, "tokens_seen": seen, "flops": flops,
-            "train_s": time.perf_counter() - start, "corpus_sentences": len(text),
-            "corpus_tokens": sum(map(len, text)), "vocab_size": V, "architecture": arch,
-            "encoder_params": models.count_parameters(encoder), "d_model": encoder.d_model}  # fmt: skip
+    return {
+        "curve": curve,
+        "checkpoints": saved,
+        "steps": step,
+        "tokens_seen": seen,
+        "flops": flops,
+        "train_s": time.perf_counter() - start,
+        "corpus_sentences": len(text),
+        "corpus_tokens": sum(map(len, text)),
+        "vocab_size": V,
+        "architecture": arch,
+        "encoder_params": models.count_parameters(encoder),
+        "d_model": encoder.d_model,
+    }
 
 
 def load_checkpoint(ctx: Context, objective: str, seed: int, tokens: int) -> tuple[dict, Path]:
     """The stored checkpoint, pre-training first if it is missing (a cleared cache)."""
     path = checkpoint_path(ctx, objective, seed, tokens)
     if not path.is_file():
-        log.info(f"{ctx.encoder} {objective} seed={seed}: no checkpoint at {tokens} tokens in {path.parent}; pre-training")
+        log.info(
+            f"{ctx.encoder} {objective} seed={seed}: no checkpoint at {tokens} tokens in {path.parent}; pre-training"
+        )
         pretrain(ctx, objective, seed)
     return torch.load(path, map_location=ctx.device, weights_only=True), path
 
@@ -413,6 +469,7 @@ def build_model(ctx: Context, task, vocab, labels, objective: str) -> tuple[nn.M
     inputs = TokenEmbedding(len(vocab), encoder.d_model, embed_dim)
     return task_model(task, encoder, inputs, labels), encoder, inputs
 
+
 def per_setting(ctx: Context, model, data, vocab, labels, name: str) -> list[dict]:
     """Test accuracy per value of the ``distance`` and ``distractors`` columns (the sense probe), for
     those the task has."""
@@ -427,7 +484,9 @@ def per_setting(ctx: Context, model, data, vocab, labels, name: str) -> list[dic
         for v in sorted(set(values)):
             picked = test.select([i for i, x in enumerate(values) if x == v])
             part = ClassificationData({"test": picked}, vocab, labels, ctx.device, data.max_len)
-            rows.append({"setting": f"{column}={v}", "metric": "accuracy", "value": part.evaluate(model, "test")["accuracy"]})
+            rows.append(
+                {"setting": f"{column}={v}", "metric": "accuracy", "value": part.evaluate(model, "test")["accuracy"]}
+            )
     return rows
 
 
@@ -447,21 +506,37 @@ def run(ctx: Context, unit: Unit):
         state, path = load_checkpoint(ctx, objective, unit.seed, tokens)
         encoder.load_state_dict(state["encoder"])
         inputs.load_state_dict(state["inputs"])
-        source = {"path": str(path), "tokens_seen": state["tokens_seen"], "flops": state["flops"], "step": state["step"]}
+        source = {
+            "path": str(path),
+            "tokens_seen": state["tokens_seen"],
+            "flops": state["flops"],
+            "step": state["step"],
+        }
     model.to(ctx.device)
     arm = f"from {tokens} pre-trained tokens" if tokens else "from scratch"
-    rows, info = train_and_score(ctx, unit, task, model, data, f"{ctx.encoder} {unit.task} {objective} {arm} seed={unit.seed}")
+    rows, info = train_and_score(
+        ctx, unit, task, model, data, f"{ctx.encoder} {unit.task} {objective} {arm} seed={unit.seed}"
+    )
     rows += per_setting(ctx, model, data, vocab, labels, unit.task)
-    info.update(objective=objective, pretrain_tokens=tokens, checkpoint=source,
-                encoder_params=models.count_parameters(encoder), d_model=encoder.d_model, vocab_size=len(vocab))  # fmt: skip
+    info.update(
+        objective=objective,
+        pretrain_tokens=tokens,
+        checkpoint=source,
+        encoder_params=models.count_parameters(encoder),
+        d_model=encoder.d_model,
+        vocab_size=len(vocab),
+    )
     return rows, info
+
 
 def headline(record: dict) -> str:
     info = record["info"]
     if record["task"] == "pretrain":
         last = info["curve"][-1]["loss"] if info["curve"] else float("nan")
-        return (f"{info['tokens_seen']} tokens, final loss {last:.3f}, {info['flops'] / 1e12:.2f} TFLOP, "
-                f"checkpoints at {', '.join(map(str, info['checkpoints']))}")  # fmt: skip
+        return (
+            f"{info['tokens_seen']} tokens, final loss {last:.3f}, {info['flops'] / 1e12:.2f} TFLOP, "
+            f"checkpoints at {', '.join(map(str, info['checkpoints']))}"
+        )
     m = {(r["setting"], r["metric"]): r["value"] for r in record["metrics"]}
     metric = info["selection_metric"]
     return f"test {metric} {m[('test', metric)]:.3f} ({'scratch' if not info['pretrain_tokens'] else str(info['pretrain_tokens']) + ' tokens'})"

@@ -22,8 +22,9 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -114,7 +115,7 @@ THAT, COMMA, VERB, STOP = "that", ",", "<verb>", "."
 NEUTRAL = 2  # noun "number" of NEUTRAL_NOUNS
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _noun_count_pairs(max_attractors: int, max_nouns: int) -> tuple[tuple[int, int], ...]:
     """(attractors, agreeing) pairs up to max_attractors each and max_nouns together; symmetric on purpose."""
     k = range(max_attractors + 1)
@@ -153,7 +154,7 @@ class Agreement:
         _check_int(self.name, "max_tail", max_tail, 3)
         self.max_attractors, self.max_tail = max_attractors, max_tail
         groups = [SINGULAR, PLURAL, NEUTRAL_NOUNS, DETERMINERS, ADJECTIVES, PREPOSITIONS, RC_VERBS, ADVERBS]
-        self.words = ["<pad>", *sum(groups, []), THAT, COMMA, VERB, STOP]  # id -> word
+        self.words = ["<pad>", *(word for group in groups for word in group), THAT, COMMA, VERB, STOP]  # id -> word
         self.vocab_size = len(self.words)
         ids = {w: i for i, w in enumerate(self.words)}
         self._nouns = [[ids[w] for w in group] for group in (SINGULAR, PLURAL, NEUTRAL_NOUNS)]
@@ -409,7 +410,7 @@ class ListOps:
         return self._operators[operator](args)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _listops_majority(max_args: int, max_length: int, depth: int) -> float:
     labels = ListOps(max_args, max_length).sample(CHANCE_SAMPLE, [depth], CHANCE_SEED).targets
     return float(torch.bincount(labels, minlength=10).max()) / CHANCE_SAMPLE

@@ -32,7 +32,12 @@ from bench.records import Record, now, read_record, record_index, write_record, 
 
 log = logging.getLogger("bench")
 
-SUITES = {"speed": "bench.speed", "distance": "bench.distance", "accuracy": "bench.accuracy", "pretrain": "bench.pretrain"}
+SUITES = {
+    "speed": "bench.speed",
+    "distance": "bench.distance",
+    "accuracy": "bench.accuracy",
+    "pretrain": "bench.pretrain",
+}
 
 
 @dataclass(frozen=True)
@@ -218,9 +223,18 @@ def _run_units(cfg: DictConfig, out_dir: Path, tree: Path) -> dict:
                 tracker.unit_done()
                 continue
             record = Record(
-                key=key, suite=cfg.suite, encoder=ctx.encoder, task=unit.task, seed=unit.seed, status="ok",
-                config=resolved, config_hash=config_hash(resolved), env=env, started=now(), family=family,
-            )  # fmt: skip
+                key=key,
+                suite=cfg.suite,
+                encoder=ctx.encoder,
+                task=unit.task,
+                seed=unit.seed,
+                status="ok",
+                config=resolved,
+                config_hash=config_hash(resolved),
+                env=env,
+                started=now(),
+                family=family,
+            )
             seed_everything(cfg.seed if unit.seed is None else unit.seed)
             t0 = time.perf_counter()
             seconds, name, limit = cfg.limits.unit_seconds, "limits.unit_seconds", cfg.limits.unit_seconds
@@ -271,7 +285,9 @@ def objective(records, suite: str) -> float:
         metric = record["info"].get("selection_metric") or record["info"].get("metric")
         value = (record["info"].get("validation") or {}).get(metric)
         if value is None:
-            value = next((m["value"] for m in record["metrics"] if m["setting"] == "validation" and m["metric"] == metric), None)
+            value = next(
+                (m["value"] for m in record["metrics"] if m["setting"] == "validation" and m["metric"] == metric), None
+            )
         if value is not None:
             scores.append(-value if metric == "mse" else value)
     return sum(scores) / len(scores) if scores else float("nan")

@@ -12,9 +12,9 @@ import dataclasses
 import inspect
 import types
 import typing
-from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -29,12 +29,21 @@ def _range(lo=None, hi=None, choices=None, nonempty=False) -> dict:
 
 @dataclass
 class SpeedConfig:
-    seq_lens: Optional[List[int]] = field(default=None, metadata=_range(1, nonempty=True))  # null: 32..1024 on a CPU, 32..4096 on a GPU
+    seq_lens: list[int] | None = field(
+        default=None, metadata=_range(1, nonempty=True)
+    )  # null: 32..1024 on a CPU, 32..4096 on a GPU
     batch_size: int = field(default=32, metadata=_range(1))
-    batch_sizes: List[int] = field(default_factory=list, metadata=_range(1))  # the batch-size grid: also measured at every T
-    max_tokens: Optional[int] = field(default=None, metadata=_range(1))  # batch capped to this many tokens; null: 8192 on a CPU, none on a GPU
-    latency_seq_lens: List[int] = field(default_factory=lambda: [128, 512], metadata=_range(1))
-    dtypes: List[str] = field(default_factory=lambda: ["fp32", "bf16"], metadata=_range(choices=["fp32", "tf32", "bf16", "fp16"], nonempty=True))
+    batch_sizes: list[int] = field(
+        default_factory=list, metadata=_range(1)
+    )  # the batch-size grid: also measured at every T
+    max_tokens: int | None = field(
+        default=None, metadata=_range(1)
+    )  # batch capped to this many tokens; null: 8192 on a CPU, none on a GPU
+    latency_seq_lens: list[int] = field(default_factory=lambda: [128, 512], metadata=_range(1))
+    dtypes: list[str] = field(
+        default_factory=lambda: ["fp32", "bf16"],
+        metadata=_range(choices=["fp32", "tf32", "bf16", "fp16"], nonempty=True),
+    )
     train: bool = True
     memory: bool = True
     min_run_time: float = field(default=0.3, metadata=_range(0.0))
@@ -67,12 +76,12 @@ class ProbeTask:
 
     type: str = "probe"
     probe: str = MISSING
-    options: Dict[str, Any] = field(default_factory=dict)  # the probe's constructor arguments
-    distances: Optional[List[int]] = field(default=None, metadata=_range(1, nonempty=True))  # null: the probe's defaults
+    options: dict[str, Any] = field(default_factory=dict)  # the probe's constructor arguments
+    distances: list[int] | None = field(default=None, metadata=_range(1, nonempty=True))  # null: the probe's defaults
     n_train: int = field(default=4000, metadata=_range(1))
     n_validation: int = field(default=500, metadata=_range(1))
     n_test: int = field(default=1000, metadata=_range(1))
-    train: Dict[str, Any] = field(default_factory=dict)  # overrides of the suite's train settings
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of the suite's train settings
 
 
 @dataclass
@@ -81,19 +90,25 @@ class DataTask:
 
     type: str = MISSING  # labelling | classification | pair | generation
     source: str = field(default="embedded", metadata=_range(choices=["embedded", "real", "files", "hub"]))
-    generator: Optional[str] = field(default=None, metadata=_range(choices=["wsd"]))  # embedded: another generator than the type's
-    suites: Optional[List[str]] = field(default=None, metadata=_range(choices=["accuracy", "pretrain"]))  # null: every suite of its type
-    dataset: Optional[str] = None  # real: ud_ewt_pos | sst2 | sick | multi30k_de_en; hub: a preset or hub id
+    generator: str | None = field(
+        default=None, metadata=_range(choices=["wsd"])
+    )  # embedded: another generator than the type's
+    suites: list[str] | None = field(
+        default=None, metadata=_range(choices=["accuracy", "pretrain"])
+    )  # null: every suite of its type
+    dataset: str | None = None  # real: ud_ewt_pos | sst2 | sick | multi30k_de_en; hub: a preset or hub id
     n_train: int = field(default=6000, metadata=_range(1))  # embedded sizes
     n_validation: int = field(default=500, metadata=_range(1))
     n_test: int = field(default=500, metadata=_range(1))
     data_seed: int = field(default=0, metadata=_range(0))  # the data stay fixed across model seeds
-    options: Dict[str, Any] = field(default_factory=dict)  # generator or reader options
-    format: Optional[str] = field(default=None, metadata=_range(choices=["conllu", "conll", "tsv", "csv", "jsonl", "parallel"]))
-    files: Dict[str, Any] = field(default_factory=dict)  # split -> path under data.root ([source, target] for parallel)
-    hub: Dict[str, Any] = field(default_factory=dict)  # keyword arguments of bench.data.hub.load_hub
+    options: dict[str, Any] = field(default_factory=dict)  # generator or reader options
+    format: str | None = field(
+        default=None, metadata=_range(choices=["conllu", "conll", "tsv", "csv", "jsonl", "parallel"])
+    )
+    files: dict[str, Any] = field(default_factory=dict)  # split -> path under data.root ([source, target] for parallel)
+    hub: dict[str, Any] = field(default_factory=dict)  # keyword arguments of bench.data.hub.load_hub
     max_len: int = field(default=256, metadata=_range(1))  # tokens kept per text
-    vocab_size: Optional[int] = field(default=30000, metadata=_range(3))
+    vocab_size: int | None = field(default=30000, metadata=_range(3))
     min_freq: int = field(default=1, metadata=_range(1))
     lowercase: bool = False
     bpe_size: int = field(default=8000, metadata=_range(16))  # generation: joint subword vocabulary
@@ -101,11 +116,14 @@ class DataTask:
     pair_mode: str = field(default="siamese", metadata=_range(choices=["siamese", "cross"]))
     beam_size: int = field(default=4, metadata=_range(1))
     validation_limit: int = field(default=500, metadata=_range(1))  # generation: sentences decoded per validation
-    param_budget: Optional[int] = field(default=None, metadata=_range(1))  # this task's budget, if not the suite's
-    train: Dict[str, Any] = field(default_factory=dict)  # overrides of the suite's train settings
+    param_budget: int | None = field(default=None, metadata=_range(1))  # this task's budget, if not the suite's
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of the suite's train settings
 
 
-TASK_SCHEMAS: dict[str, type] = {"probe": ProbeTask, **{t: DataTask for t in ("labelling", "classification", "pair", "generation")}}
+TASK_SCHEMAS: dict[str, type] = {
+    "probe": ProbeTask,
+    **{t: DataTask for t in ("labelling", "classification", "pair", "generation")},
+}
 
 
 @dataclass
@@ -117,19 +135,35 @@ class AccuracyConfig:
 class PretrainConfig:
     """Two-stage training (suite=pretrain): pre-train each family on unlabelled text, then fine-tune."""
 
-    objectives: List[str] = field(default_factory=lambda: ["mlm"], metadata=_range(choices=["mlm", "clm", "elmo"], nonempty=True))  # elmo: encoders with separate_directions (the LSTM)
-    tokens: List[int] = field(default_factory=lambda: [200000], metadata=_range(1, nonempty=True))  # checkpoints at each count; every family sees the same tokens
+    objectives: list[str] = field(
+        default_factory=lambda: ["mlm"], metadata=_range(choices=["mlm", "clm", "elmo"], nonempty=True)
+    )  # elmo: encoders with separate_directions (the LSTM)
+    tokens: list[int] = field(
+        default_factory=lambda: [200000], metadata=_range(1, nonempty=True)
+    )  # checkpoints at each count; every family sees the same tokens
     batch_size: int = field(default=32, metadata=_range(1))  # sentences per pre-training step
     lr: float = field(default=2e-3, metadata=_range(0.0))
     warmup: float = field(default=0.05, metadata=_range(0.0, 1.0))
-    mask_prob: float = field(default=0.15, metadata=_range(0.0, 1.0))  # mlm: share of tokens predicted (80/10/10 mask/random/keep)
+    mask_prob: float = field(
+        default=0.15, metadata=_range(0.0, 1.0)
+    )  # mlm: share of tokens predicted (80/10/10 mask/random/keep)
     max_len: int = field(default=128, metadata=_range(2))  # tokens kept per sentence
     log_every: int = field(default=50, metadata=_range(1))  # steps between points of the loss curve
-    corpus: str = field(default="tasks", metadata=_range(choices=["tasks", "hub"]))  # tasks: the fine-tuning tasks' unlabelled text
-    corpus_per_task: int = field(default=20000, metadata=_range(1))  # embedded tasks: unlabelled sentences generated per task
-    finetune_train_limit: Optional[int] = field(default=1000, metadata=_range(1))  # fine-tuning training examples per task (small data); null: all
-    finetune_beam_size: Optional[int] = field(default=1, metadata=_range(1))  # generation: beam of the test decoding (greedy: the gain over scratch is the point); null: the task's beam_size
-    hub: Dict[str, Any] = field(default_factory=dict)  # corpus=hub: path, name, split, column, limit (datasets.load_dataset)
+    corpus: str = field(
+        default="tasks", metadata=_range(choices=["tasks", "hub"])
+    )  # tasks: the fine-tuning tasks' unlabelled text
+    corpus_per_task: int = field(
+        default=20000, metadata=_range(1)
+    )  # embedded tasks: unlabelled sentences generated per task
+    finetune_train_limit: int | None = field(
+        default=1000, metadata=_range(1)
+    )  # fine-tuning training examples per task (small data); null: all
+    finetune_beam_size: int | None = field(
+        default=1, metadata=_range(1)
+    )  # generation: beam of the test decoding (greedy: the gain over scratch is the point); null: the task's beam_size
+    hub: dict[str, Any] = field(
+        default_factory=dict
+    )  # corpus=hub: path, name, split, column, limit (datasets.load_dataset)
     vocab_size: int = field(default=30000, metadata=_range(8))
     min_freq: int = field(default=1, metadata=_range(1))
 
@@ -138,22 +172,22 @@ class PretrainConfig:
 class LimitsConfig:
     """Time and memory limits; whatever overruns is recorded as failed and the sweep goes on."""
 
-    unit_seconds: Optional[float] = field(default=None, metadata=_range(0.001))  # each measurement or training run
-    job_seconds: Optional[float] = field(default=None, metadata=_range(0.001))  # one job (encoder x suite) in all
-    memory_gb: Optional[float] = field(default=None, metadata=_range(0.01))  # address space of the job process
+    unit_seconds: float | None = field(default=None, metadata=_range(0.001))  # each measurement or training run
+    job_seconds: float | None = field(default=None, metadata=_range(0.001))  # one job (encoder x suite) in all
+    memory_gb: float | None = field(default=None, metadata=_range(0.01))  # address space of the job process
 
 
 @dataclass
 class TuneConfig:
     """Set by the tuning presets so that the report can state the tuning budget."""
 
-    trials: Optional[int] = field(default=None, metadata=_range(1))
-    space: Optional[str] = None
+    trials: int | None = field(default=None, metadata=_range(1))
+    space: str | None = None
 
 
 @dataclass
 class DataConfig:
-    root: Optional[str] = None  # folder holding real data sets, e.g. ../shared/data
+    root: str | None = None  # folder holding real data sets, e.g. ../shared/data
     cache: str = "${oc.env:FXBENCH_CACHE,${oc.env:HOME,.}/.cache/fxbench}"
 
 
@@ -161,12 +195,12 @@ class DataConfig:
 class Config:
     suite: str = MISSING
     model: Any = MISSING
-    tasks: Dict[str, Any] = field(default_factory=dict)
+    tasks: dict[str, Any] = field(default_factory=dict)
     seed: int = field(default=0, metadata=_range(0))
     n_seeds: int = field(default=3, metadata=_range(1))
-    param_budget: Optional[int] = field(default=None, metadata=_range(1))
+    param_budget: int | None = field(default=None, metadata=_range(1))
     device: str = field(default="auto", metadata=_range(choices=["auto", "cpu", "cuda", "mps"]))
-    threads: Optional[int] = field(default=None, metadata=_range(1))
+    threads: int | None = field(default=None, metadata=_range(1))
     force: bool = False
     report: bool = True
     speed: SpeedConfig = field(default_factory=SpeedConfig)
@@ -184,13 +218,10 @@ def _omegaconf_type(annotation):
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
-        return Optional[_omegaconf_type(inner[0])] if len(inner) == 1 else Any
+        return _omegaconf_type(inner[0]) | None if len(inner) == 1 else Any
     if origin in (tuple, list):
-        return List[_omegaconf_type(args[0])] if args else List[Any]
+        return list[_omegaconf_type(args[0])] if args else list[Any]
     return annotation if annotation in (int, float, bool, str) else Any
-
-
-SCHEMA_OWNERS: dict[str, str] = {}  # generated schema class name -> encoder name, for error messages
 
 
 def encoder_schema(name: str) -> type:
@@ -199,9 +230,9 @@ def encoder_schema(name: str) -> type:
     hints = typing.get_type_hints(cls.__init__)
     fields = [
         ("name", str, field(default=name)),
-        ("label", Optional[str], field(default=None)),  # how reports name it; default: name
-        ("d_model", Optional[int], field(default=None)),
-        ("param_budget", Optional[int], field(default=None)),
+        ("label", str | None, field(default=None)),  # how reports name it; default: name
+        ("d_model", int | None, field(default=None)),
+        ("param_budget", int | None, field(default=None)),
     ]
     for arg, param in models.encoder_options(name).items():
         default = param.default
@@ -210,9 +241,8 @@ def encoder_schema(name: str) -> type:
         elif default is inspect.Parameter.empty:
             default = MISSING
         fields.append((arg, _omegaconf_type(hints.get(arg, Any)), default))
-    schema = dataclasses.make_dataclass(f"{cls.__name__}Settings", fields)
-    SCHEMA_OWNERS[schema.__name__] = name
-    return schema
+    # the encoder it belongs to rides on the class, for the error that names a setting it lacks (bench.errors)
+    return dataclasses.make_dataclass(f"{cls.__name__}Settings", fields, namespace={"encoder_name": name})
 
 
 def _config_groups() -> str:
@@ -275,7 +305,7 @@ def open_dicts(schema: type) -> DictConfig:
     ``tasks.mine.files={train: a.tsv}`` works without ``++``; what goes in them is checked by ``validate``."""
     node = OmegaConf.structured(schema)
     for f in dataclasses.fields(schema):
-        if typing.get_origin(typing.get_type_hints(schema)[f.name]) in (dict, Dict):
+        if typing.get_origin(typing.get_type_hints(schema)[f.name]) in (dict, dict):
             OmegaConf.set_struct(node[f.name], False)
     return node
 
@@ -346,14 +376,17 @@ def normalize_tasks(cfg: DictConfig) -> None:
                 with open_dict(cfg.tasks):
                     del cfg.tasks[name]
                 continue
-            raise UserError(f"tasks.{name} has no type; select a task file with task=[...] or set "
-                            f"tasks.{name}.type (one of {', '.join(TASK_SCHEMAS)}).")  # fmt: skip
+            raise UserError(
+                f"tasks.{name} has no type; select a task file with task=[...] or set "
+                f"tasks.{name}.type (one of {', '.join(TASK_SCHEMAS)})."
+            )
         if kind in TASK_SCHEMAS and OmegaConf.get_type(task) is dict:
             try:
                 merged = OmegaConf.merge(OmegaConf.structured(TASK_SCHEMAS[kind]), task)
             except (ConfigKeyError, ValidationError) as err:
-                raise UserError(f"tasks.{name}.{err.key} is not valid for a {kind} task: "
-                                f"{str(err).splitlines()[0]}.") from None  # fmt: skip
+                raise UserError(
+                    f"tasks.{name}.{err.key} is not valid for a {kind} task: {str(err).splitlines()[0]}."
+                ) from None
             with open_dict(cfg.tasks):
                 cfg.tasks[name] = merged
 
@@ -364,7 +397,9 @@ def validate(cfg: DictConfig) -> None:
     normalize_tasks(cfg)
     for name, task in cfg.tasks.items():
         if task.get("type") not in TASK_SCHEMAS:
-            raise UserError(f"tasks.{name}.type={task.get('type')} is not a task type; choose from {', '.join(TASK_SCHEMAS)}.")
+            raise UserError(
+                f"tasks.{name}.type={task.get('type')} is not a task type; choose from {', '.join(TASK_SCHEMAS)}."
+            )
         _check_ranges(task, TASK_SCHEMAS[task.type], f"tasks.{name}.")
         if task.type == "probe":
             _check_probe(name, task)
@@ -375,7 +410,7 @@ def validate(cfg: DictConfig) -> None:
         train = task.get("train") or {}
         unknown = set(train) - {f.name for f in dataclasses.fields(TrainConfig)}
         if unknown:
-            raise UserError(f"tasks.{name}.train.{sorted(unknown)[0]} is not a train setting; see `train:` in --cfg job.")
+            raise UserError(f"tasks.{name}.train.{min(unknown)} is not a train setting; see `train:` in --cfg job.")
     kwargs = model_kwargs(cfg.model)
     try:
         with __import__("torch").device("meta"):
@@ -390,14 +425,21 @@ def _check_capabilities(cfg: DictConfig, can: models.Capabilities) -> None:
     """Refuse a job the encoder cannot do (it declares what it can: ``models.capabilities``)."""
     name = cfg.model.name
     if cfg.suite in ("accuracy", "pretrain") and not can.decoder:
-        generation = [n for n, t in cfg.tasks.items()
-                      if t.type == "generation" and (t.get("suites") is None or cfg.suite in t.suites)]  # fmt: skip
+        generation = [
+            n
+            for n, t in cfg.tasks.items()
+            if t.type == "generation" and (t.get("suites") is None or cfg.suite in t.suites)
+        ]
         if generation:
-            raise UserError(f"model={name} cannot run the generation task {', '.join(generation)}: models/{name}.py "
-                            "exports no DECODER; leave it out of task=[...].")  # fmt: skip
+            raise UserError(
+                f"model={name} cannot run the generation task {', '.join(generation)}: models/{name}.py "
+                "exports no DECODER; leave it out of task=[...]."
+            )
     if cfg.suite == "pretrain" and not can.separate_directions and set(cfg.pretrain.objectives) == {"elmo"}:
-        raise UserError(f"pretrain.objectives=[elmo] needs two separate directions, which model={name} does not offer "
-                        f"(no separate_directions in models/{name}.py); choose mlm or clm.")  # fmt: skip
+        raise UserError(
+            f"pretrain.objectives=[elmo] needs two separate directions, which model={name} does not offer "
+            f"(no separate_directions in models/{name}.py); choose mlm or clm."
+        )
 
 
 _resolvers()

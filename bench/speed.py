@@ -42,7 +42,9 @@ DEFAULT_SEQ_LENS = {"cpu": [32, 64, 128, 256, 512, 1024], "cuda": [32, 64, 128, 
 
 
 def seq_lens(cfg: DictConfig, device: torch.device) -> list[int]:
-    return list(cfg.speed.seq_lens) if cfg.speed.seq_lens else DEFAULT_SEQ_LENS.get(device.type, DEFAULT_SEQ_LENS["cpu"])
+    return (
+        list(cfg.speed.seq_lens) if cfg.speed.seq_lens else DEFAULT_SEQ_LENS.get(device.type, DEFAULT_SEQ_LENS["cpu"])
+    )
 
 
 def units(cfg: DictConfig) -> list[Unit]:
@@ -51,7 +53,11 @@ def units(cfg: DictConfig) -> list[Unit]:
     device = resolve_device(cfg.device)
     chosen = dtypes(cfg, device)
     out = [Unit("gemm_peak", params={"dtype": d}) for d in chosen]
-    out += [Unit("throughput", params={"dtype": d, "T": T, "B": batch_for(cfg, T, device)}) for d in chosen for T in seq_lens(cfg, device)]
+    out += [
+        Unit("throughput", params={"dtype": d, "T": T, "B": batch_for(cfg, T, device)})
+        for d in chosen
+        for T in seq_lens(cfg, device)
+    ]
     for d in chosen:  # the grid: a batch the main sweep already measures (after the token cap) is not measured twice
         for T in seq_lens(cfg, device):
             grid = {batch_for(cfg, T, device, b) for b in cfg.speed.batch_sizes} - {batch_for(cfg, T, device)}
@@ -84,8 +90,14 @@ def _measure(ctx: Context, **kwargs) -> dict:
     """measure_config in a fresh process on the CPU; in this process on CUDA, whose allocator
     peak is reset per configuration."""
     speed = ctx.cfg.speed
-    args = dict(build=model_kwargs(ctx.cfg.model), device=ctx.device.type, threads=ctx.threads,
-                min_run_time=speed.min_run_time, compile=speed.compile, **kwargs)  # fmt: skip
+    args = dict(
+        build=model_kwargs(ctx.cfg.model),
+        device=ctx.device.type,
+        threads=ctx.threads,
+        min_run_time=speed.min_run_time,
+        compile=speed.compile,
+        **kwargs,
+    )
     if ctx.device.type == "cpu":
         args["memory"] = args["memory"] and can_measure_cpu_memory()
         return in_fresh_process(_call, args)
@@ -131,8 +143,16 @@ def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
             train_mfu=3 * flops / t_tr.median / peak,  # backward ~ 2x forward
         )
     rows.update({k: m[k] for k in ("infer_peak_mb", "train_peak_mb") if k in m})
-    info = {**p, "params": m["params"], "d_model": m["d_model"], "threads": ctx.threads, "compile_s": m["compile_s"],
-            "gemm_peak_flops": peak, "infer_times_s": m["infer_times"], "train_times_s": m.get("train_times")}  # fmt: skip
+    info = {
+        **p,
+        "params": m["params"],
+        "d_model": m["d_model"],
+        "threads": ctx.threads,
+        "compile_s": m["compile_s"],
+        "gemm_peak_flops": peak,
+        "infer_times_s": m["infer_times"],
+        "train_times_s": m.get("train_times"),
+    }
     return [{"setting": T, "metric": k, "value": v} for k, v in rows.items()], info
 
 
@@ -150,7 +170,12 @@ def _scaling(ctx: Context, dtype: str) -> tuple[list[dict], dict]:
     batches: dict[int, int] = {}
     for rec in ctx.job_records():
         info = rec["info"]
-        if rec["status"] == "ok" and rec["task"] == "throughput" and info.get("dtype") == dtype and not info.get("grid"):
+        if (
+            rec["status"] == "ok"
+            and rec["task"] == "throughput"
+            and info.get("dtype") == dtype
+            and not info.get("grid")
+        ):
             for m in rec["metrics"]:
                 if m["metric"] in per_metric:
                     T = int(m["setting"])
@@ -162,10 +187,19 @@ def _scaling(ctx: Context, dtype: str) -> tuple[list[dict], dict]:
             continue
         lens = sorted(points)
         setting = f"{lens[0]}-{lens[-1]}"
-        rows.append({"setting": setting, "metric": metric.replace("_ms", "_exponent"),
-                     "value": fit_exponent(lens, [points[t] for t in lens])})  # fmt: skip
-        info[metric] = {"seq_lens": lens, "fitted_on": setting, "batch_sizes": [batches[t] for t in lens],
-                        "ms_per_sequence": [points[t] for t in lens]}  # fmt: skip
+        rows.append(
+            {
+                "setting": setting,
+                "metric": metric.replace("_ms", "_exponent"),
+                "value": fit_exponent(lens, [points[t] for t in lens]),
+            }
+        )
+        info[metric] = {
+            "seq_lens": lens,
+            "fitted_on": setting,
+            "batch_sizes": [batches[t] for t in lens],
+            "ms_per_sequence": [points[t] for t in lens],
+        }
     if not rows:
         raise RuntimeError(f"no {dtype} throughput records to fit a scaling exponent on")
     return rows, info

@@ -43,9 +43,14 @@ def reference_transformer(enc) -> nn.Module:
     """torch.nn.TransformerEncoder with the same width, depth, heads and FFN as ours."""
     block = enc.blocks[0]
     layer = nn.TransformerEncoderLayer(
-        enc.d_model, block.attn.n_heads, block.ff[0].out_features, dropout=0.1, activation="gelu",
-        batch_first=True, norm_first=True,
-    )  # fmt: skip
+        enc.d_model,
+        block.attn.n_heads,
+        block.ff[0].out_features,
+        dropout=0.1,
+        activation="gelu",
+        batch_first=True,
+        norm_first=True,
+    )
     return nn.TransformerEncoder(layer, len(enc.blocks), enable_nested_tensor=False)
 
 
@@ -97,14 +102,26 @@ def main(argv=None) -> int:
     for T in (128, 512):
         x, mask = inputs(T, ours.d_model)
         with torch.no_grad():
-            times = compare({"ours": lambda: ours(x, mask), "torch": lambda: ref(x, src_key_padding_mask=~mask)},
-                            args.min_run_time)  # fmt: skip
+            times = compare(
+                {"ours": lambda: ours(x, mask), "torch": lambda: ref(x, src_key_padding_mask=~mask)}, args.min_run_time
+            )
         mfu = forward_flops(ours, T, cpu) * B / Timing(times["ours"]).median / peak
-        target(f"Transformer inference MFU, T={T}", mfu, ">= 0.70" if T == 128 else ">= 0.55", mfu >= (0.70 if T == 128 else 0.55))
+        target(
+            f"Transformer inference MFU, T={T}",
+            mfu,
+            ">= 0.70" if T == 128 else ">= 0.55",
+            mfu >= (0.70 if T == 128 else 0.55),
+        )
         ratio = ratio_of_medians(times["ours"], times["torch"])  # median(torch) / median(ours)
         goal = 1.25 if T == 512 else 1.0
-        target(f"Transformer vs nn.TransformerEncoder throughput, T={T}", ratio.estimate, f">= {goal}x",
-               ratio.estimate >= goal, "x", ratio)  # fmt: skip
+        target(
+            f"Transformer vs nn.TransformerEncoder throughput, T={T}",
+            ratio.estimate,
+            f">= {goal}x",
+            ratio.estimate >= goal,
+            "x",
+            ratio,
+        )
 
     cnn = models.build_encoder(**sizes["cnn"]).eval()
     for T in (32, 64, 128, 256, 512):
@@ -133,18 +150,35 @@ def main(argv=None) -> int:
 
     suite_times, bare_times = [], []
     for _ in range(3):
-        suite_times += measure_config(sizes["transformer"], "cpu", "fp32", B, T, False, False, threads,
-                                      args.min_run_time / 3)["infer_times"]  # fmt: skip
+        suite_times += measure_config(
+            sizes["transformer"], "cpu", "fp32", B, T, False, False, threads, args.min_run_time / 3
+        )["infer_times"]
         bare_times += time_calls(bare_loop, cpu, args.min_run_time / 3, min_repeats=3).times
     overhead = ratio_of_medians(bare_times, suite_times)  # median(suite) / median(bare)
-    target("Harness time vs bare loop, Transformer T=128", overhead.estimate, "<= 1.05x",
-           overhead.estimate <= 1.05, "x", overhead)  # fmt: skip
+    target(
+        "Harness time vs bare loop, Transformer T=128",
+        overhead.estimate,
+        "<= 1.05x",
+        overhead.estimate <= 1.05,
+        "x",
+        overhead,
+    )
 
     mem = in_fresh_process(_memory, sizes["transformer"], threads)
-    target("Transformer inference peak memory, B=32 T=2048", mem["infer_peak_mb"] / 1024, "<= 0.6 GB",
-           mem["infer_peak_mb"] / 1024 <= 0.6, " GB")  # fmt: skip
-    result = {"targets": rows, "gemm_peak_flops": peak, "sizes": sizes, "env": environment(cpu),
-              "time": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+    target(
+        "Transformer inference peak memory, B=32 T=2048",
+        mem["infer_peak_mb"] / 1024,
+        "<= 0.6 GB",
+        mem["infer_peak_mb"] / 1024 <= 0.6,
+        " GB",
+    )
+    result = {
+        "targets": rows,
+        "gemm_peak_flops": peak,
+        "sizes": sizes,
+        "env": environment(cpu),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(result, handle, indent=1, default=str)

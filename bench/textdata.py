@@ -110,7 +110,9 @@ class ClassificationData(_TextData):
         super().__init__(data, device, max_len)
 
     def encode(self, row):
-        return self.vocab.encode_text(row["text"])[: self.max_len] or [1], self.labels.encode(row["label"], unknown=UNSEEN)
+        return self.vocab.encode_text(row["text"])[: self.max_len] or [1], self.labels.encode(
+            row["label"], unknown=UNSEEN
+        )
 
     def collate(self, examples):
         ids, mask = pad([e[0] for e in examples], self.device)
@@ -136,8 +138,10 @@ class ClassificationData(_TextData):
     def majority_baseline(self, split) -> dict:
         label = metrics.majority(list(self.data["train"]["label"]))
         gold = list(self.data[split]["label"])
-        return {"accuracy": metrics.accuracy(gold, [label] * len(gold)),
-                "macro_f1": metrics.macro_f1(gold, [label] * len(gold))}  # fmt: skip
+        return {
+            "accuracy": metrics.accuracy(gold, [label] * len(gold)),
+            "macro_f1": metrics.macro_f1(gold, [label] * len(gold)),
+        }
 
 
 class PairData(ClassificationData):
@@ -191,8 +195,9 @@ class GenerationData(_TextData):
         src, src_mask, tgt, tgt_mask, _ = batch
         self.tokens_seen += int(src_mask.sum() + tgt_mask.sum())
         logits = model(src, src_mask, tgt[:, :-1], tgt_mask[:, :-1])  # (B, S-1, V)
-        return F.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(), ignore_index=0,
-                               label_smoothing=self.label_smoothing)  # fmt: skip
+        return F.cross_entropy(
+            logits.flatten(0, 1), tgt[:, 1:].flatten(), ignore_index=0, label_smoothing=self.label_smoothing
+        )
 
     @torch.no_grad()
     def translate(self, model, split, beam_size: int, limit: int | None = None) -> tuple[list[str], list[str]]:
@@ -214,8 +219,12 @@ class GenerationData(_TextData):
             return {"bleu": metrics.bleu(hyps, refs)}
         greedy, refs = self.translate(model, split, 1)
         beam, _ = self.translate(model, split, self.beam_size)
-        return {"bleu": metrics.bleu(beam, refs), "chrf": metrics.chrf(beam, refs),
-                "bleu_greedy": metrics.bleu(greedy, refs), "examples": list(zip(beam[:5], refs[:5]))}  # fmt: skip
+        return {
+            "bleu": metrics.bleu(beam, refs),
+            "chrf": metrics.chrf(beam, refs),
+            "bleu_greedy": metrics.bleu(greedy, refs),
+            "examples": list(zip(beam[:5], refs[:5])),
+        }
 
     def majority_baseline(self, split) -> dict:
         """Copy the source: what a model that learned nothing about the target would score."""

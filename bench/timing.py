@@ -109,7 +109,9 @@ def forward_flops(encoder: nn.Module, seq_len: int, device: torch.device) -> int
 
     Counted by FlopCounterMode with attention on SDPA's math kernel (the fused CPU
     kernel is invisible to it; the count is the same); fused RNN kernels are added
-    analytically.
+    analytically, and so is what any module of the encoder declares it does beyond
+    the operators the counter sees (``uncounted_flops(seq_len)``, e.g. a scan's
+    element-wise arithmetic).
     """
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
@@ -119,7 +121,8 @@ def forward_flops(encoder: nn.Module, seq_len: int, device: torch.device) -> int
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         encoder(x, mask)
     rnn = sum(_rnn_flops(m, seq_len) for m in encoder.modules() if isinstance(m, nn.RNNBase))
-    return counter.get_total_flops() + rnn
+    declared = sum(m.uncounted_flops(seq_len) for m in encoder.modules() if hasattr(m, "uncounted_flops"))
+    return counter.get_total_flops() + rnn + declared
 
 
 # ---- peak memory -------------------------------------------------------------------------
@@ -179,8 +182,12 @@ def measure_config(
     encoder = models.build_encoder(**build).to(dev)
     x = torch.randn(batch, seq_len, encoder.d_model, device=dev)
     mask = torch.ones(batch, seq_len, dtype=torch.bool, device=dev)
-    out = {"params": models.count_parameters(encoder), "d_model": encoder.d_model,
-           "flops": forward_flops(encoder, seq_len, dev) * batch, "compile_s": None}  # fmt: skip
+    out = {
+        "params": models.count_parameters(encoder),
+        "d_model": encoder.d_model,
+        "flops": forward_flops(encoder, seq_len, dev) * batch,
+        "compile_s": None,
+    }
     model = encoder
     if compile:
         start = time.perf_counter()

@@ -12,8 +12,9 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn

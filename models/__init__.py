@@ -22,7 +22,11 @@ declares what it is and can do in class attributes, read through ``capabilities`
   ``stacking="separate"``, two one-direction stacks that never see each other's
   states, as the ELMo objective's pair of language models needs;
 
-and may set two class attributes used by the parameter-budget solver:
+A module of an encoder whose arithmetic the FLOP counter cannot see (anything but
+matrix products, convolutions and attention, e.g. a scan) declares it with
+``uncounted_flops(seq_len) -> int``: its FLOPs over one sequence of that length.
+
+An encoder class may set two class attributes used by the parameter-budget solver:
 ``width_multiple(**options)`` (the step in which ``d_model`` may change) and
 ``fine_width`` (the name of an inner width that closes the remaining gap).
 This package imports torch only.
@@ -75,10 +79,15 @@ def capabilities(name: str) -> Capabilities:
     cls = encoder_class(name)
     family = getattr(cls, "family", None)
     if not isinstance(family, str) or not family:
-        raise ValueError(f"models/{name}.py: {cls.__name__} declares no family; set the class attribute "
-                         "family = 'rnn', 'cnn', 'attention', 'ssm' or the like")  # fmt: skip
-    return Capabilities(family, hasattr(importlib.import_module(f"models.{name}"), "DECODER"),
-                        bool(getattr(cls, "separate_directions", False)))  # fmt: skip
+        raise ValueError(
+            f"models/{name}.py: {cls.__name__} declares no family; set the class attribute "
+            "family = 'rnn', 'cnn', 'attention', 'ssm' or the like"
+        )
+    return Capabilities(
+        family,
+        hasattr(importlib.import_module(f"models.{name}"), "DECODER"),
+        bool(getattr(cls, "separate_directions", False)),
+    )
 
 
 def encoder_options(name: str) -> dict[str, inspect.Parameter]:
@@ -111,8 +120,7 @@ def build_encoder(
     unknown = set(options) - set(encoder_options(name))
     if unknown:
         raise ValueError(
-            f"{name} takes no option {', '.join(sorted(unknown))}; "
-            f"its options are {', '.join(encoder_options(name))}"
+            f"{name} takes no option {', '.join(sorted(unknown))}; its options are {', '.join(encoder_options(name))}"
         )
     if d_model is None and param_budget is not None:
         from models.budget import solve_for_budget

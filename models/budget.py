@@ -8,7 +8,7 @@ Parameters are counted on the meta device, so nothing is allocated.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

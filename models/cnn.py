@@ -80,9 +80,7 @@ class CNNEncoder(nn.Module):
             raise ValueError(f"infer_chunk_tokens={infer_chunk_tokens} must be >= 0 (0: never chunk)")
         self.d_model, self.causal, self.infer_chunk_tokens = d_model, causal, infer_chunk_tokens
         schedule = list(dilations) * n_blocks
-        self.blocks = nn.ModuleList(
-            DilatedBlock(d_model, kernel_size, d, causal, norm, dropout) for d in schedule
-        )
+        self.blocks = nn.ModuleList(DilatedBlock(d_model, kernel_size, d, causal, norm, dropout) for d in schedule)
         self.norm = _norm(norm, d_model)
         self.receptive_field = 1 + sum((kernel_size - 1) * d for d in schedule)
 
@@ -128,7 +126,9 @@ class CNNDecoder(nn.Module):
     def start(self, memory, memory_mask) -> DecoderState:
         """Decoding state: each attention's keys and values, and each block's last ``span`` normed inputs."""
         past = {f"b{i}": memory.new_zeros(memory.shape[0], b.span, self.d_model) for i, b in enumerate(self.blocks)}
-        return DecoderState(fixed={"memory_kv": [a.keys_values(memory) for a in self.attns], "mask": memory_mask}, rows=past)
+        return DecoderState(
+            fixed={"memory_kv": [a.keys_values(memory) for a in self.attns], "mask": memory_mask}, rows=past
+        )
 
     def step(self, y, state: DecoderState):
         """The output (N, 1, D) at the next position, from its input there (N, 1, D) and the state."""

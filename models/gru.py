@@ -89,7 +89,9 @@ class GRUEncoder(nn.Module):
                 names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
                 weights = [getattr(gru, f"{name}_l{layer}{suffix}") for name in names]
                 # torch.gru(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first)
-                out = torch.gru(reverse(h) if backward else h, zeros, weights, True, 1, 0.0, self.training, False, True)[0]
+                out = torch.gru(
+                    reverse(h) if backward else h, zeros, weights, True, 1, 0.0, self.training, False, True
+                )[0]
                 outputs.append(reverse(out) if backward else out)
             h = torch.cat(outputs, dim=-1)  # (B, T, D)
             if layer < gru.num_layers - 1:

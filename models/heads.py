@@ -73,8 +73,9 @@ class Pooling(nn.Module):
 
 
 def mlp(d_in: int, d_hidden: int, d_out: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(d_in, d_hidden), nn.GELU(), nn.Dropout(dropout),
-                         nn.Linear(d_hidden, d_out))  # fmt: skip
+    return nn.Sequential(
+        nn.Dropout(dropout), nn.Linear(d_in, d_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_hidden, d_out)
+    )
 
 
 class TokenClassifier(nn.Module):

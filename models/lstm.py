@@ -15,8 +15,8 @@ tokens from t on, which a pair of language models needs.
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from models.attention import CrossAttention, DecoderState
 from models.chunking import in_row_chunks
@@ -69,8 +69,14 @@ class LSTMEncoder(nn.Module):
         self.separate = bidirectional and stacking == "separate"
 
         def stack(hidden: int, both: bool) -> nn.LSTM:
-            return nn.LSTM(d_model, hidden, num_layers=n_layers, dropout=dropout if n_layers > 1 else 0.0,
-                           bidirectional=both, batch_first=True)  # fmt: skip
+            return nn.LSTM(
+                d_model,
+                hidden,
+                num_layers=n_layers,
+                dropout=dropout if n_layers > 1 else 0.0,
+                bidirectional=both,
+                batch_first=True,
+            )
 
         if self.separate:
             self.lstm, self.lstm_backward = stack(d_model // 2, False), stack(d_model // 2, False)
@@ -102,9 +108,13 @@ class LSTMEncoder(nn.Module):
         for layer in range(lstm.num_layers):
             outputs = []
             for suffix, backward in (("", False), ("_reverse", True)):
-                weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-                out = torch.lstm(reverse(h) if backward else h, (zeros, zeros), weights, True, 1, 0.0, self.training,
-                                 False, True)[0]  # fmt: skip
+                weights = [
+                    getattr(lstm, f"{name}_l{layer}{suffix}")
+                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                ]
+                out = torch.lstm(
+                    reverse(h) if backward else h, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True
+                )[0]
                 outputs.append(reverse(out) if backward else out)
             h = torch.cat(outputs, dim=-1)  # (B, T, D)
             if layer < lstm.num_layers - 1:
@@ -119,8 +129,9 @@ class LSTMDecoder(nn.Module):
     def __init__(self, d_model: int = 256, n_layers: int = 2, dropout: float = 0.1):
         super().__init__()
         self.d_model = d_model
-        self.lstm = nn.LSTM(d_model, d_model, num_layers=n_layers, dropout=dropout if n_layers > 1 else 0.0,
-                            batch_first=True)  # fmt: skip
+        self.lstm = nn.LSTM(
+            d_model, d_model, num_layers=n_layers, dropout=dropout if n_layers > 1 else 0.0, batch_first=True
+        )
         self.attn = CrossAttention(d_model, 1, 0.0)
         self.combine = nn.Linear(2 * d_model, d_model)
         self.dropout = nn.Dropout(dropout)
@@ -134,8 +145,9 @@ class LSTMDecoder(nn.Module):
     def start(self, memory, memory_mask) -> DecoderState:
         """Decoding state: the attention's keys and values, and zero LSTM states (N, layers, D)."""
         zeros = memory.new_zeros(memory.shape[0], self.lstm.num_layers, self.d_model)
-        return DecoderState(fixed={"memory_kv": self.attn.keys_values(memory), "mask": memory_mask},
-                            rows={"h": zeros, "c": zeros})  # fmt: skip
+        return DecoderState(
+            fixed={"memory_kv": self.attn.keys_values(memory), "mask": memory_mask}, rows={"h": zeros, "c": zeros}
+        )
 
     def step(self, y, state: DecoderState):
         """The output (N, 1, D) at the next position, from its input there (N, 1, D) and the state."""

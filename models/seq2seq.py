@@ -90,8 +90,9 @@ class Seq2Seq(nn.Module):
             logp[..., 0] = torch.where(done, 0.0, float("-inf"))
             best, flat = (scores[..., None] + logp).view(B, K * V).topk(K, dim=-1)  # (B, K)
             beam, token = flat // V, flat % V
-            seqs = torch.cat([seqs.view(B, K, -1).gather(1, beam[..., None].expand(-1, -1, seqs.shape[1])),
-                              token[..., None]], dim=-1).view(B * K, -1)  # fmt: skip
+            seqs = torch.cat(
+                [seqs.view(B, K, -1).gather(1, beam[..., None].expand(-1, -1, seqs.shape[1])), token[..., None]], dim=-1
+            ).view(B * K, -1)
             state.reorder((offsets + beam).view(-1))
             done, lengths = done.gather(1, beam), lengths.gather(1, beam)
             lengths = lengths + (~done).float()

@@ -49,7 +49,9 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
         B, T, D = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs)
+        q, k, v = (
+            self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
+        )  # 3 x (B, nh, T, hs)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
         )  # (B, nh, T, hs)
@@ -59,7 +61,9 @@ class SelfAttention(nn.Module):
         """Causal attention of one new position x (N, 1, D) over the cached keys and values of the
         earlier ones (N, nh, t, hs) and itself; returns the output and the caches grown by one."""
         N, _, D = x.shape
-        q, k, v = self.qkv(x).view(N, 1, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # 3 x (N, nh, 1, hs)
+        q, k, v = (
+            self.qkv(x).view(N, 1, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
+        )  # 3 x (N, nh, 1, hs)
         k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
         y = F.scaled_dot_product_attention(q, k, v)  # every cached key is in the past: no mask
         return self.out(y.transpose(1, 2).reshape(N, 1, D)), k, v
@@ -182,7 +186,9 @@ class TransformerDecoder(nn.Module):
         d_ff = 4 * d_model if d_ff is None else d_ff
         self.d_model = d_model
         add_positions(self, positions, max_len, d_model)
-        self.blocks = nn.ModuleList(DecoderBlock(d_model, n_heads, d_ff, dropout, attn_dropout) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(
+            DecoderBlock(d_model, n_heads, d_ff, dropout, attn_dropout) for _ in range(n_layers)
+        )
         self.ln_f = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
@@ -197,8 +203,9 @@ class TransformerDecoder(nn.Module):
         N, nh, D = memory.shape[0], self.blocks[0].attn.n_heads, self.d_model
         empty = memory.new_zeros(N, nh, 0, D // nh)
         caches = {f"{kv}{i}": empty for kv in "kv" for i in range(len(self.blocks))}
-        return DecoderState(fixed={"memory_kv": [b.cross.keys_values(memory) for b in self.blocks], "mask": memory_mask},
-                            rows=caches)
+        return DecoderState(
+            fixed={"memory_kv": [b.cross.keys_values(memory) for b in self.blocks], "mask": memory_mask}, rows=caches
+        )
 
     def step(self, y, state: DecoderState):
         """The output (N, 1, D) at the next position, from its input there (N, 1, D) and the state."""

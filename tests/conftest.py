@@ -37,8 +37,9 @@ def compose():
 def bench(*args, cwd, timeout=600):
     """`python -m bench ARGS` in ``cwd``, as a user runs it (its cache beside ``cwd``)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "FXBENCH_CACHE": str(cwd.parent / "cache")}
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="session")

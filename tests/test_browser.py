@@ -18,7 +18,9 @@ def _chromium() -> str | None:
 
 @pytest.fixture(scope="module")
 def page_of_smoke_report(smoke_run):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
+    )
     chromium = _chromium()
     if chromium is None:
         pytest.skip("no Chromium on this machine (apt-get install chromium, or set FXBENCH_CHROMIUM=/path/to/chrome)")
@@ -76,6 +78,8 @@ def test_the_first_screen_answers_and_warns(page_of_smoke_report):
     facts, _ = page_of_smoke_report
     assert facts["firstHeading"] == "Which encoder?"
     assert facts["banner"] and facts["banner"].startswith("Reduced run") and facts["bannerTop"] < VIEWPORT["height"] / 2
-    assert facts["firstTableTop"] is not None and facts["firstTableTop"] < VIEWPORT["height"], "the pick table is on screen one"
+    assert facts["firstTableTop"] is not None and facts["firstTableTop"] < VIEWPORT["height"], (
+        "the pick table is on screen one"
+    )
     assert facts["toc"] == facts["ids"], "the table of contents links every section"
     assert "nan" not in facts["text"].split(), "no nan reaches a person"

@@ -101,8 +101,11 @@ def test_every_preset_narrows_to_one_task_and_builds_its_units(compose, experime
     whole = compose(f"experiment={experiment}", return_hydra_config=True)
     suites = str((whole.hydra.sweeper.get("params") or {}).get("suite", whole.suite)).split(",")
     for suite in suites:
-        task = next(n for n, t in compose(f"experiment={experiment}", f"suite={suite}").tasks.items()
-                    if t.get("type") is not None and (suite != "distance") == (t.type != "probe"))  # fmt: skip
+        task = next(
+            n
+            for n, t in compose(f"experiment={experiment}", f"suite={suite}").tasks.items()
+            if t.get("type") is not None and (suite != "distance") == (t.type != "probe")
+        )
         cfg = compose(f"experiment={experiment}", f"suite={suite}", f"task=[{task}]")
         validate(cfg)
         normalize_tasks(cfg)
@@ -121,7 +124,9 @@ def test_an_inline_task_gets_its_type_defaults(compose):
 
 
 def run_cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_cli_bad_override_exits_2_with_one_line_and_no_traceback(tmp_path):

@@ -202,7 +202,11 @@ def test_an_empty_split_names_its_file_and_setting(tmp_path):
     with pytest.raises(DataError, match=r"empty.tsv \(set by data.files.test\) holds only its header row"):
         read_splits(files, "tsv", setting="data.files", columns={"text": 1, "label": 0})
     (tmp_path / "blank.conllu").write_text("")
-    files = {"train": FIXTURES / "tiny.conllu", "validation": FIXTURES / "tiny.conllu", "test": tmp_path / "blank.conllu"}
+    files = {
+        "train": FIXTURES / "tiny.conllu",
+        "validation": FIXTURES / "tiny.conllu",
+        "test": tmp_path / "blank.conllu",
+    }
     with pytest.raises(DataError, match=r"blank.conllu \(set by data.files.test\) holds no examples"):
         read_splits(files, "conllu", setting="data.files")
 
@@ -414,7 +418,7 @@ def test_real_label_sets(real):
     tags = {split: {t for tags in real("ud_ewt_pos")[split]["tags"] for t in tags} for split in SPLITS}
     assert len(tags["train"]) == 17 and tags["validation"] <= tags["train"] and tags["test"] <= tags["train"]
     sst2 = {split: set(real("sst2")[split]["label"]) for split in SPLITS}
-    assert sst2 == dict.fromkeys(SPLITS, {"negative", "positive"})
+    assert sst2 == {split: {"negative", "positive"} for split in SPLITS}
     assert Counter(label for split in SPLITS for label in real("sick")[split]["label"]) == {
         "NEUTRAL": 5611,
         "ENTAILMENT": 2857,

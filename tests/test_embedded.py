@@ -111,8 +111,12 @@ def test_ten_thousand_examples_take_seconds():
         (lambda: embedded.generate("generation", 10, 10, 10, seed=0, subordinate_rate=2.0), "subordinate_rate"),
         (lambda: embedded.generate("labelling", 10, 10, 10, seed=0, min_length=9, max_length=8), "min_length"),
         (lambda: embedded.generate("classification", 0, 10, 10, seed=0), "n_train"),
-        (lambda: embedded.generate("labelling", 1000, 10, 10, seed=0, n_words=2, max_gap=0, min_length=1,
-                                   max_length=2), "distinct"),
+        (
+            lambda: embedded.generate(
+                "labelling", 1000, 10, 10, seed=0, n_words=2, max_gap=0, min_length=1, max_length=2
+            ),
+            "distinct",
+        ),
     ],
 )
 def test_a_bad_setting_raises_a_value_error_that_names_it(call, named):
@@ -194,8 +198,12 @@ def naive_bayes_accuracy(data, featurize):
     totals = {label: sum(c.values()) + len(vocab) for label, c in counts.items()}
 
     def predict(row):
-        return max(priors, key=lambda label: math.log(priors[label]) + sum(
-            math.log((counts[label][f] + 1) / totals[label]) for f in featurize(row)))
+        return max(
+            priors,
+            key=lambda label: (
+                math.log(priors[label]) + sum(math.log((counts[label][f] + 1) / totals[label]) for f in featurize(row))
+            ),
+        )
 
     return sum(predict(row) == row["label"] for row in data["test"]) / len(data["test"])
 
@@ -236,15 +244,17 @@ def test_swapped_roles_are_neutral_and_a_general_denial_contradicts():
 
 
 def test_the_same_words_in_another_order_change_the_pair_label(made):
-    same_words = Counter(row["label"] for row in made["pair"]["train"]
-                         if sorted(row["text_a"].split()) == sorted(row["text_b"].split()))
+    same_words = Counter(
+        row["label"] for row in made["pair"]["train"] if sorted(row["text_a"].split()) == sorted(row["text_b"].split())
+    )
     assert same_words["entailment"] >= 20 and same_words["neutral"] >= 20, same_words
 
 
 def test_bags_of_words_of_both_sentences_classify_pairs_poorly(made):
     data = made["pair"]
-    accuracy = naive_bayes_accuracy(data, lambda row: [("a", w) for w in row["text_a"].split()]
-                                    + [("b", w) for w in row["text_b"].split()])
+    accuracy = naive_bayes_accuracy(
+        data, lambda row: [("a", w) for w in row["text_a"].split()] + [("b", w) for w in row["text_b"].split()]
+    )
     assert embedded.majority_baseline(data) + 0.03 < accuracy < 0.6
 
 

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 from bench.records import load_records
-
 from bench.schema import default_encoders
 from tests.conftest import bench
 
@@ -21,10 +20,14 @@ def test_smoke_runs_everything_into_the_run_dir_and_resumes(smoke_run):
     assert set(summary["encoder"]) == set(default_encoders().split(","))  # every encoder, with no override
     key = ["suite", "encoder", "task", "variant", "setting", "metric", "seed"]
     assert not summary.duplicated(key).any(), summary[summary.duplicated(key, keep=False)].head()
-    assert (out / "report.md").exists() and (out / "report.html").exists() and (out / "figures" / "distance.png").exists()
+    assert (
+        (out / "report.md").exists() and (out / "report.html").exists() and (out / "figures" / "distance.png").exists()
+    )
     log = first.stdout + first.stderr
     assert "FAILED" not in log, [line for line in log.splitlines() if "FAILED" in line]
-    assert [line for line in log.splitlines() if line.strip()][-1].endswith(f"report: {out}/report.html and {out}/report.md")
+    assert [line for line in log.splitlines() if line.strip()][-1].endswith(
+        f"report: {out}/report.html and {out}/report.md"
+    )
     progress = [line for line in log.splitlines() if "progress: job " in line]  # overall progress, one line per unit
     assert progress and re.search(r"job (\d+)/\1, unit (\d+)/\2; \d+m\d\ds elapsed$", progress[-1]), progress[-1:]
     assert "left" in progress[len(progress) // 2], "an estimate of the time left while it runs"

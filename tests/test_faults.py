@@ -10,17 +10,28 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from bench.records import load_records
 from tests.conftest import REPO
 
+
 def tiny(*tasks, report=False):
     """A few-second accuracy job over ``tasks``."""
     sizes = [f"tasks.{t}.{k}={v}" for t in tasks for k, v in (("n_train", 48), ("n_validation", 16), ("n_test", 16))]
-    return ["suite=accuracy", f"task=[{','.join(tasks)}]", "n_seeds=1", "param_budget=50000", "train.steps=4",
-            "train.eval_every=2", "train.batch_size=8", f"report={str(report).lower()}", *sizes]  # fmt: skip
+    return [
+        "suite=accuracy",
+        f"task=[{','.join(tasks)}]",
+        "n_seeds=1",
+        "param_budget=50000",
+        "train.steps=4",
+        "train.eval_every=2",
+        "train.batch_size=8",
+        f"report={str(report).lower()}",
+        *sizes,
+    ]
 
 
 THREE = ("tagging", "classification", "pair")
@@ -34,9 +45,16 @@ def _interruptible():
 
 def bench(*args, cwd=REPO):
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            preexec_fn=_interruptible)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_interruptible,  # noqa: PLW1509 (the child is a fresh python, no threads yet)
+    )
 
 
 def wait_for_records(out, count, proc, timeout=120):
@@ -77,14 +95,24 @@ def test_a_killed_sweep_resumes_only_the_missing_jobs(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig,code,sentence", [(signal.SIGINT, 130, "fxbench: interrupted; finished records are kept"),
-                                               (signal.SIGTERM, 143, "fxbench: terminated (SIGTERM); finished records are kept")])  # fmt: skip
+@pytest.mark.parametrize(
+    "sig,code,sentence",
+    [
+        (signal.SIGINT, 130, "fxbench: interrupted; finished records are kept"),
+        (signal.SIGTERM, 143, "fxbench: terminated (SIGTERM); finished records are kept"),
+    ],
+)
 def test_an_interrupt_stops_cleanly_and_keeps_finished_records(tmp_path, sig, code, sentence):
     out = tmp_path / "run"
     # the first unit (tagging) ends in seconds; the next trains for far longer than the test waits, so the
     # interrupt always lands mid-sweep
-    proc = bench(*tiny(*THREE), "++tasks.classification.train.steps=1000000", "model=cnn,lstm",
-                 f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+    proc = bench(
+        *tiny(*THREE),
+        "++tasks.classification.train.steps=1000000",
+        "model=cnn,lstm",
+        f"hydra.run.dir={out}",
+        f"data.cache={tmp_path / 'cache'}",
+    )
     try:
         wait_for_records(out, 1, proc)
         os.killpg(proc.pid, sig)
@@ -173,8 +201,11 @@ def test_a_write_that_finds_the_disk_full_stops_the_job_and_names_the_file(compo
     from bench import runner
     from bench.errors import Abort
 
-    fake_suite(monkeypatch, [runner.Unit("one"), runner.Unit("two"), runner.Unit("three")],
-               lambda ctx, unit: ([{"setting": "x", "metric": "m", "value": 1.0}], {}))  # fmt: skip
+    fake_suite(
+        monkeypatch,
+        [runner.Unit("one"), runner.Unit("two"), runner.Unit("three")],
+        lambda ctx, unit: ([{"setting": "x", "metric": "m", "value": 1.0}], {}),
+    )
     real_replace, calls = os.replace, []
 
     def replace(src, dst):  # the second record meets a full disk
@@ -189,12 +220,17 @@ def test_a_write_that_finds_the_disk_full_stops_the_job_and_names_the_file(compo
     assert info.value.exit_code == 1
     assert str(info.value).startswith(f"cannot write {calls[1]}: the disk is full")
     assert [p.name for p in tmp_path.rglob("records/*")] == [os.path.basename(calls[0])]  # intact, no temp file
-    json.loads(open(calls[0]).read())
+    json.loads(Path(calls[0]).read_text())
 
 
 def test_a_run_whose_every_unit_failed_exits_1_with_one_sentence(tmp_path):
-    proc = bench(*tiny("tagging", "classification"), "model=cnn", "limits.unit_seconds=0.001",
-                 f"hydra.run.dir={tmp_path}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+    proc = bench(
+        *tiny("tagging", "classification"),
+        "model=cnn",
+        "limits.unit_seconds=0.001",
+        f"hydra.run.dir={tmp_path}",
+        f"data.cache={tmp_path / 'cache'}",
+    )
     log = proc.communicate(timeout=120)[0]
     assert proc.returncode == 1
     assert "limits.unit_seconds=0.001" in one_sentence(log, "2 of 2 measurements run now failed")
@@ -225,8 +261,15 @@ def test_threads_come_from_the_setting_else_omp_num_threads_else_the_cores(compo
 def test_a_job_out_of_memory_is_recorded_failed_and_the_sweep_goes_on(tmp_path):
     out = tmp_path / "run"
     # the second job asks for a 60000-wide CNN (43 GB of weights) under an 8 GB cap
-    proc = bench("-m", *tiny("tagging"), "model=cnn", "model.d_model=64,60000", "limits.memory_gb=8",
-                 f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+    proc = bench(
+        "-m",
+        *tiny("tagging"),
+        "model=cnn",
+        "model.d_model=64,60000",
+        "limits.memory_gb=8",
+        f"hydra.run.dir={out}",
+        f"data.cache={tmp_path / 'cache'}",
+    )
     log = proc.communicate(timeout=300)[0]
     assert proc.returncode == 1, log[-2000:]  # the sweep went on, and says that not all of it was done
     assert log.strip().splitlines()[-1].startswith("fxbench: 1 of 2 measurements run now failed")
@@ -253,8 +296,11 @@ def fake_suite(monkeypatch, units, run):
 def test_a_unit_past_its_time_limit_is_recorded_failed(compose, tmp_path, monkeypatch):
     from bench.runner import Unit, run_job
 
-    fake_suite(monkeypatch, [Unit("slow"), Unit("quick")],
-               lambda ctx, unit: (time.sleep(5 if unit.task == "slow" else 0), ([], {}))[1])  # fmt: skip
+    fake_suite(
+        monkeypatch,
+        [Unit("slow"), Unit("quick")],
+        lambda ctx, unit: (time.sleep(5 if unit.task == "slow" else 0), ([], {}))[1],
+    )
     start = time.perf_counter()
     run_job(compose("suite=speed", "limits.unit_seconds=0.3"), tmp_path)
     assert time.perf_counter() - start < 3
@@ -267,8 +313,15 @@ def test_a_unit_past_its_time_limit_is_recorded_failed(compose, tmp_path, monkey
 def test_a_job_past_its_time_limit_records_the_overrun_as_failed(tmp_path):
     out = tmp_path / "run"
     # tagging takes seconds; classification would train for hours, and the job has 15 s in all
-    proc = bench(*tiny("tagging", "classification"), "++tasks.classification.train.steps=1000000", "model=cnn",
-                 "hydra.mode=RUN", "limits.job_seconds=15", f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+    proc = bench(
+        *tiny("tagging", "classification"),
+        "++tasks.classification.train.steps=1000000",
+        "model=cnn",
+        "hydra.mode=RUN",
+        "limits.job_seconds=15",
+        f"hydra.run.dir={out}",
+        f"data.cache={tmp_path / 'cache'}",
+    )
     start = time.time()
     log = proc.communicate(timeout=300)[0]
     assert proc.returncode == 1 and "fxbench: 1 of 2 measurements run now failed" in log, log[-2000:]
@@ -285,8 +338,11 @@ def test_the_memory_cap_holds_for_its_job_only(compose, tmp_path, monkeypatch):
     from bench.runner import Unit, run_job
 
     before, seen = resource.getrlimit(resource.RLIMIT_AS), []
-    fake_suite(monkeypatch, [Unit("one")],
-               lambda ctx, unit: (seen.append(resource.getrlimit(resource.RLIMIT_AS)[0]), ([], {}))[1])  # fmt: skip
+    fake_suite(
+        monkeypatch,
+        [Unit("one")],
+        lambda ctx, unit: (seen.append(resource.getrlimit(resource.RLIMIT_AS)[0]), ([], {}))[1],
+    )
     run_job(compose("suite=speed", "limits.memory_gb=64"), tmp_path)
     assert seen == [64 * 2**30]
     assert resource.getrlimit(resource.RLIMIT_AS) == before, "the next job of the sweep must not inherit the cap"
@@ -303,7 +359,11 @@ def test_two_sweeps_writing_into_one_folder_at_once_lose_nothing(tmp_path):
     all_records_parse(out)
     records = load_records(out)
     assert sorted(zip(records["encoder"], records["task"])) == [
-        ("cnn", "classification"), ("cnn", "tagging"), ("lstm", "classification"), ("lstm", "tagging")]
+        ("cnn", "classification"),
+        ("cnn", "tagging"),
+        ("lstm", "classification"),
+        ("lstm", "tagging"),
+    ]
     assert (records["status"] == "ok").all() and records["key"].is_unique
     assert not list(out.rglob("records/.*")) and not list(out.rglob("records/*.tmp"))  # no temporary file left
 
@@ -311,8 +371,15 @@ def test_two_sweeps_writing_into_one_folder_at_once_lose_nothing(tmp_path):
 @pytest.mark.slow
 def test_joblib_runs_jobs_in_parallel_with_the_threads_shared_out(tmp_path):
     out = tmp_path / "run"
-    proc = bench("-m", *tiny("tagging"), "model=cnn,lstm", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                 f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+    proc = bench(
+        "-m",
+        *tiny("tagging"),
+        "model=cnn,lstm",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.run.dir={out}",
+        f"data.cache={tmp_path / 'cache'}",
+    )
     log = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0, log[-2000:]
     records = load_records(out)
@@ -329,9 +396,15 @@ def test_speed_suites_refuse_a_parallel_launcher(tmp_path):
 @pytest.mark.slow
 def test_submitit_local_runs_the_sweep_and_the_report_gathers_it(tmp_path):
     out = tmp_path / "run"
-    proc = bench("-m", *tiny("tagging", report=True), "model=cnn,lstm",
-                 "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", f"hydra.run.dir={out}",
-                 f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+    proc = bench(
+        "-m",
+        *tiny("tagging", report=True),
+        "model=cnn,lstm",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+        f"hydra.run.dir={out}",
+        f"data.cache={tmp_path / 'cache'}",
+    )
     log = proc.communicate(timeout=400)[0]
     assert proc.returncode == 0, log[-2000:]
     assert sorted(load_records(out)["encoder"]) == ["cnn", "lstm"]

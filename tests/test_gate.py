@@ -8,9 +8,14 @@ from bench.gate import CALIBRATION, GateError, best, compare, main, new_benchmar
 
 
 def result(tree, times: dict[str, float], gemm: float = 1.0) -> dict:
-    benches = [{"name": n, "stats": {"median": t},
-                "extra_info": {"models_path": f"{tree}/models/__init__.py", "encoder": n.split("[")[0]}}
-               for n, t in times.items()]  # fmt: skip
+    benches = [
+        {
+            "name": n,
+            "stats": {"median": t},
+            "extra_info": {"models_path": f"{tree}/models/__init__.py", "encoder": n.split("[")[0]},
+        }
+        for n, t in times.items()
+    ]
     benches.append({"name": CALIBRATION, "stats": {"median": gemm}, "extra_info": {"models_path": f"{tree}/models"}})
     return {"benchmarks": benches}
 

@@ -71,16 +71,26 @@ def test_the_plain_override_form_reads_and_checks_the_files(compose, own):
         ({"options": None}, ["tasks.classification.options.columns is not set", "text: <column>", "Source, Target"]),
         ({"files": None}, ["tasks.classification.files has no train file", "validation: <file>"]),
         ({"files": "{validation: dev.tsv, test: test.tsv}"}, ["tasks.classification.files has no train file"]),
-        ({"files": "{train: train.dat, validation: dev.dat, test: test.dat}", "format": None},
-         ["tasks.classification.format is not set", "tsv"]),
-        ({"files": "{train: train.csv, validation: dev.tsv, test: test.tsv}"},
-         ["tasks.classification.files.train", "train.csv:1", "comma-separated", "csv"]),
-        ({"files": "{train: empty.tsv, validation: dev.tsv, test: test.tsv}"},
-         ["empty.tsv", "tasks.classification.files.train", "is empty"]),
-        ({"files": "{train: train.tsv, validation: header.tsv, test: test.tsv}"},
-         ["header.tsv", "tasks.classification.files.validation", "only its header"]),
-        ({"files": "{train: train.tsv, validation: ragged.tsv, test: test.tsv}"},
-         ["tasks.classification.files.validation", "ragged.tsv:8", "expected 2 columns, found 3"]),
+        (
+            {"files": "{train: train.dat, validation: dev.dat, test: test.dat}", "format": None},
+            ["tasks.classification.format is not set", "tsv"],
+        ),
+        (
+            {"files": "{train: train.csv, validation: dev.tsv, test: test.tsv}"},
+            ["tasks.classification.files.train", "train.csv:1", "comma-separated", "csv"],
+        ),
+        (
+            {"files": "{train: empty.tsv, validation: dev.tsv, test: test.tsv}"},
+            ["empty.tsv", "tasks.classification.files.train", "is empty"],
+        ),
+        (
+            {"files": "{train: train.tsv, validation: header.tsv, test: test.tsv}"},
+            ["header.tsv", "tasks.classification.files.validation", "only its header"],
+        ),
+        (
+            {"files": "{train: train.tsv, validation: ragged.tsv, test: test.tsv}"},
+            ["tasks.classification.files.validation", "ragged.tsv:8", "expected 2 columns, found 3"],
+        ),
         ({"files": "{train: nope.tsv, validation: dev.tsv, test: test.tsv}"}, ["nope.tsv", "does not exist"]),
         ({"format": "conllu"}, ["tasks.classification.format=conllu", "tsv or csv or jsonl"]),
         ({"options": "{colums: {text: Source, label: Target}}"}, ["tasks.classification.options.colums", "columns"]),
@@ -104,14 +114,19 @@ def test_no_data_root_names_the_setting(compose, own):
 
 
 def test_an_inline_task_is_checked_like_one_from_a_file(compose, own):
-    sentence = error_of(compose, "suite=accuracy", "task=[]", f"data.root={own}",
-                        f"+tasks.mine={{type: classification, source: files, files: {FILES}}}")  # fmt: skip
+    sentence = error_of(
+        compose,
+        "suite=accuracy",
+        "task=[]",
+        f"data.root={own}",
+        f"+tasks.mine={{type: classification, source: files, files: {FILES}}}",
+    )
     assert sentence.startswith("tasks.mine.options.columns is not set"), sentence
 
 
 def readme_task_file() -> str:
     text = (REPO / "README.md").read_text()
-    block = re.search(r"```yaml\n(# @package tasks.mine\n.*?)```", text, re.S)
+    block = re.search(r"```yaml\n(# @package tasks.mine\n.*?)```", text, re.DOTALL)
     assert block, "the README's task file example is gone"
     return block.group(1)
 
@@ -121,9 +136,21 @@ def test_the_readme_task_file_runs_end_to_end_on_a_file_the_suite_never_saw(own,
     conf.mkdir(parents=True)
     (conf / "mine.yaml").write_text(readme_task_file())
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "bench", "-cd", str(tmp_path / "my_conf"), "suite=accuracy", "task=[mine]",
-               f"data.root={own}", "hydra.mode=RUN", "model=cnn", "n_seeds=1", "train.steps=60",
-               f"hydra.run.dir={out}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "-cd",
+        str(tmp_path / "my_conf"),
+        "suite=accuracy",
+        "task=[mine]",
+        f"data.root={own}",
+        "hydra.mode=RUN",
+        "model=cnn",
+        "n_seeds=1",
+        "train.steps=60",
+        f"hydra.run.dir={out}",
+    ]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     import pandas as pd

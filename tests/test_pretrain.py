@@ -14,9 +14,19 @@ from bench.report import claims, frames
 from bench.runner import Context, Unit, run_job
 from models.heads import TokenEmbedding
 
-TINY = ["suite=pretrain", "n_seeds=1", "param_budget=30000", "train.steps=4", "train.eval_every=2", "train.batch_size=8",
-        "pretrain.tokens=[400,800]", "pretrain.corpus_per_task=60", "pretrain.batch_size=8", "pretrain.log_every=5",
-        "pretrain.finetune_train_limit=40"]  # fmt: skip
+TINY = [
+    "suite=pretrain",
+    "n_seeds=1",
+    "param_budget=30000",
+    "train.steps=4",
+    "train.eval_every=2",
+    "train.batch_size=8",
+    "pretrain.tokens=[400,800]",
+    "pretrain.corpus_per_task=60",
+    "pretrain.batch_size=8",
+    "pretrain.log_every=5",
+    "pretrain.finetune_train_limit=40",
+]
 SMALL_TASKS = [f"tasks.{t}.{k}={v}" for t in ("tagging", "wsd") for k, v in (("n_validation", 16), ("n_test", 24))]
 
 
@@ -48,8 +58,11 @@ def test_language_model_targets_are_the_next_and_previous_tokens():
     assert pretrain.shift_targets(ids, mask, -1).tolist() == [[-100, 5, 6, 7], [-100, 9, -100, -100]]
 
 
-@pytest.mark.parametrize("name,objective", [(n, "clm") for n in models.available()]
-                         + [(n, "elmo") for n in models.available() if models.capabilities(n).separate_directions])
+@pytest.mark.parametrize(
+    "name,objective",
+    [(n, "clm") for n in models.available()]
+    + [(n, "elmo") for n in models.available() if models.capabilities(n).separate_directions],
+)
 def test_language_model_never_sees_the_token_it_predicts(name, objective):
     """The loss at each position is unchanged when the token it predicts is changed (in the input)."""
     torch.manual_seed(0)
@@ -90,8 +103,8 @@ def test_fine_tuning_starts_from_the_stored_checkpoint(compose, tmp_path, monkey
     assert list(result["checkpoints"]) == [400, 800]
     assert all(result["checkpoints"][n]["tokens_seen"] >= n for n in (400, 800))
     stored = torch.load(result["checkpoints"][800]["path"], weights_only=True)
-    data, vocab, labels = pretrain.prepare(ctx, "tagging")
-    model, encoder, inputs = pretrain.build_model(ctx, cfg.tasks.tagging, vocab, labels, "mlm")
+    _data, vocab, labels = pretrain.prepare(ctx, "tagging")
+    _model, encoder, _inputs = pretrain.build_model(ctx, cfg.tasks.tagging, vocab, labels, "mlm")
     fresh = {k: v.clone() for k, v in encoder.state_dict().items()}
     assert any(not torch.equal(fresh[k], stored["encoder"][k]) for k in fresh), "a fresh encoder differs"
     seen = {}
@@ -103,7 +116,7 @@ def test_fine_tuning_starts_from_the_stored_checkpoint(compose, tmp_path, monkey
         return real_train(model, data, settings, seed, tag)
 
     monkeypatch.setattr(accuracy, "train", spy)
-    rows, info = pretrain.run(ctx, Unit("tagging", seed=0, params={"objective": "mlm", "tokens": 800}))
+    _rows, info = pretrain.run(ctx, Unit("tagging", seed=0, params={"objective": "mlm", "tokens": 800}))
     assert info["checkpoint"]["path"] == result["checkpoints"][800]["path"]
     assert all(torch.equal(seen[k], stored["encoder"][k]) for k in stored["encoder"])
     assert torch.equal(seen["embedding"], stored["inputs"]["table.weight"])
@@ -117,8 +130,14 @@ def test_a_checkpoint_is_keyed_by_its_learning_rate_schedule(compose, tmp_path):
     """The schedule runs to the largest count, so 400 tokens of a run to 800 are not 400 tokens of a run to 400."""
 
     def path(tokens):
-        cfg = compose(*TINY, "model=cnn", "task=[tagging]", *SMALL_TASKS[:2], f"pretrain.tokens={tokens}",
-                      f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+        cfg = compose(
+            *TINY,
+            "model=cnn",
+            "task=[tagging]",
+            *SMALL_TASKS[:2],
+            f"pretrain.tokens={tokens}",
+            f"data.cache={tmp_path / 'cache'}",
+        )
         ctx = Context(cfg=cfg, encoder="cnn", device=torch.device("cpu"), out_dir=tmp_path, threads=1)
         return pretrain.checkpoint_path(ctx, "mlm", 0, 400)
 
@@ -132,7 +151,11 @@ def test_every_family_sees_the_same_tokens(compose, tmp_path):
         cfg = compose(*TINY, f"model={name}", "task=[tagging]", *SMALL_TASKS[:2], f"data.cache={tmp_path / 'cache'}")
         ctx = Context(cfg=cfg, encoder=name, device=torch.device("cpu"), out_dir=tmp_path, threads=1)
         result = pretrain.pretrain(ctx, "mlm", seed=0)
-        seen[name] = (result["tokens_seen"], result["steps"], [c["tokens_seen"] for c in result["checkpoints"].values()])
+        seen[name] = (
+            result["tokens_seen"],
+            result["steps"],
+            [c["tokens_seen"] for c in result["checkpoints"].values()],
+        )
         assert result["flops"] > 0
     assert seen["lstm"] == seen["transformer"]
 
@@ -150,8 +173,10 @@ def test_pretrain_suite_end_to_end_and_its_claims(compose, tmp_path):
     assert pre.filter(like="distractors=").notna().any().any(), "and per number of distractor cues"
     verdicts = claims.all_claims(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), claims.unsized(pre))
     rows = verdicts.set_index("claim")
-    for claim in ("Two-stage training helps the Transformer most",
-                  "With pre-training, the small-data gap between the Transformer and the RNN closes"):
+    for claim in (
+        "Two-stage training helps the Transformer most",
+        "With pre-training, the small-data gap between the Transformer and the RNN closes",
+    ):
         assert rows.loc[claim, "verdict"] in (claims.HOLDS, claims.FAILS, claims.UNSURE)  # one seed: never missing
         assert "lstm" in rows.loc[claim, "evidence"]
     curves = frames.pretrain_curves(records)
@@ -171,7 +196,7 @@ def test_sense_labels_follow_the_cue_in_the_words_own_clause():
     texts = [set(data[s]["text"]) for s in ("train", "validation", "test")]
     assert not (texts[0] & texts[2]) and not (texts[1] & texts[2])
     # a bag of words cannot tell: with distractors, both senses' cues are in the text
-    two = [r for r in data["train"] if r["distractors"] == 2][0]
+    two = next(r for r in data["train"] if r["distractors"] == 2)
     word = two["label"].split(":")[0]
     assert {cues[w] for w in two["text"].split() if w in cues} == {f"{word}:a", f"{word}:b"}
 
@@ -188,7 +213,9 @@ def test_hub_corpus_goes_through_load_dataset(tmp_path):
     import datasets
 
     path = tmp_path / "corpus.parquet"
-    datasets.Dataset.from_dict({"text": ["A man rides .", "", "Two dogs play in snow ."], "id": [1, 2, 3]}).to_parquet(path)
+    datasets.Dataset.from_dict({"text": ["A man rides .", "", "Two dogs play in snow ."], "id": [1, 2, 3]}).to_parquet(
+        path
+    )
     sentences = pretrain.hub_corpus({"path": "parquet", "data_files": str(path), "column": "text"})
     assert sentences == [["A", "man", "rides", "."], ["Two", "dogs", "play", "in", "snow", "."]]
     with pytest.raises(Exception, match="column=body is not a column"):
@@ -197,9 +224,15 @@ def test_hub_corpus_goes_through_load_dataset(tmp_path):
 
 @pytest.mark.parametrize("beam, expected", [("1", 1), ("null", 4)])
 def test_fine_tuned_translators_decode_with_the_pretrain_beam(compose, tmp_path, beam, expected):
-    cfg = compose(*TINY, "model=cnn", "task=[generation]", "tasks.generation.beam_size=4",
-                  f"pretrain.finetune_beam_size={beam}", f"data.cache={tmp_path / 'cache'}",
-                  *[f"tasks.generation.{k}={v}" for k, v in (("n_train", 60), ("n_validation", 8), ("n_test", 8))])  # fmt: skip
+    cfg = compose(
+        *TINY,
+        "model=cnn",
+        "task=[generation]",
+        "tasks.generation.beam_size=4",
+        f"pretrain.finetune_beam_size={beam}",
+        f"data.cache={tmp_path / 'cache'}",
+        *[f"tasks.generation.{k}={v}" for k, v in (("n_train", 60), ("n_validation", 8), ("n_test", 8))],
+    )
     ctx = Context(cfg=cfg, encoder="cnn", device=torch.device("cpu"), out_dir=tmp_path, threads=1)
     data, _, _ = pretrain.prepare(ctx, "generation")
     assert data.beam_size == expected

@@ -10,9 +10,16 @@ from bench.records import Record, has_ok_record, load_records, write_record, wri
 
 
 def make(key, status="ok", metrics=None, seed=0, info=None):
-    return Record(key=key, suite="speed", encoder="lstm", task="throughput", seed=seed, status=status,
-                  metrics=metrics if metrics is not None else [{"setting": 128, "metric": "tok_s", "value": 1.5}],
-                  info=info or {})  # fmt: skip
+    return Record(
+        key=key,
+        suite="speed",
+        encoder="lstm",
+        task="throughput",
+        seed=seed,
+        status=status,
+        metrics=metrics if metrics is not None else [{"setting": 128, "metric": "tok_s", "value": 1.5}],
+        info=info or {},
+    )
 
 
 def test_a_written_record_reads_back_with_its_schema_version(tmp_path):

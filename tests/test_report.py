@@ -12,21 +12,46 @@ from bench.report import build_report, claims, figures, frames
 from bench.report.render import human
 from bench.report.stats import mean_ci, ratio_of_medians, welch_diff
 
-ENV = {"device": "cpu", "device_name": "Test CPU", "threads": 2, "versions": {"torch": "2.13.0", "python": "3.11"},
-       "git_commit": "abc", "git_dirty": False, "command": "python -m bench"}  # fmt: skip
+ENV = {
+    "device": "cpu",
+    "device_name": "Test CPU",
+    "threads": 2,
+    "versions": {"torch": "2.13.0", "python": "3.11"},
+    "git_commit": "abc",
+    "git_dirty": False,
+    "command": "python -m bench",
+}
 SPEED = {"lstm": 1.0, "cnn": 2.0, "transformer": 1.5}  # tokens/s scale per encoder
 
 
 def speed_record(encoder, T, factor):
     times = list(np.random.default_rng(T).normal(1.0 / factor, 0.01 / factor, 7))
     tok = 32 * T / np.median(times)
-    metrics = [{"setting": T, "metric": "infer_tokens_per_s", "value": tok},
-               {"setting": T, "metric": "train_tokens_per_s", "value": tok / 3},
-               {"setting": T, "metric": "infer_mfu", "value": 0.5}, {"setting": T, "metric": "infer_peak_mb", "value": T / 8}]
-    info = {"dtype": "fp32", "T": T, "B": 32, "params": 1000, "infer_times_s": times,
-            "train_times_s": [3 * t for t in times]}  # fmt: skip
-    return Record(key=f"speed-{encoder}-{T}", suite="speed", encoder=encoder, task="throughput", seed=None,
-                  status="ok", metrics=metrics, info=info, env=ENV)  # fmt: skip
+    metrics = [
+        {"setting": T, "metric": "infer_tokens_per_s", "value": tok},
+        {"setting": T, "metric": "train_tokens_per_s", "value": tok / 3},
+        {"setting": T, "metric": "infer_mfu", "value": 0.5},
+        {"setting": T, "metric": "infer_peak_mb", "value": T / 8},
+    ]
+    info = {
+        "dtype": "fp32",
+        "T": T,
+        "B": 32,
+        "params": 1000,
+        "infer_times_s": times,
+        "train_times_s": [3 * t for t in times],
+    }
+    return Record(
+        key=f"speed-{encoder}-{T}",
+        suite="speed",
+        encoder=encoder,
+        task="throughput",
+        seed=None,
+        status="ok",
+        metrics=metrics,
+        info=info,
+        env=ENV,
+    )
 
 
 def distance_record(encoder, seed, accuracy_far):
@@ -34,23 +59,57 @@ def distance_record(encoder, seed, accuracy_far):
     metrics = []
     for d in distances:
         value = 0.95 if d <= 13 else accuracy_far + 0.01 * seed
-        metrics += [{"setting": d, "metric": "accuracy", "value": value}, {"setting": d, "metric": "chance", "value": 0.5}]
+        metrics += [
+            {"setting": d, "metric": "accuracy", "value": value},
+            {"setting": d, "metric": "chance", "value": 0.5},
+        ]
     metrics.append({"setting": "all", "metric": "effective_distance", "value": 8})
-    metrics += [{"setting": f"attractors={k}", "metric": "accuracy", "value": accuracy_far + 0.01 * seed - 0.1 * k}
-                for k in range(3)]  # fmt: skip
-    info = {"metric": "accuracy", "distances": distances, "receptive_field": 31 if encoder == "cnn" else None,
-            "encoder_params": 1000}  # fmt: skip
-    return Record(key=f"dist-{encoder}-{seed}", suite="distance", encoder=encoder, task="agreement", seed=seed,
-                  status="ok", metrics=metrics, info=info, env=ENV)  # fmt: skip
+    metrics += [
+        {"setting": f"attractors={k}", "metric": "accuracy", "value": accuracy_far + 0.01 * seed - 0.1 * k}
+        for k in range(3)
+    ]
+    info = {
+        "metric": "accuracy",
+        "distances": distances,
+        "receptive_field": 31 if encoder == "cnn" else None,
+        "encoder_params": 1000,
+    }
+    return Record(
+        key=f"dist-{encoder}-{seed}",
+        suite="distance",
+        encoder=encoder,
+        task="agreement",
+        seed=seed,
+        status="ok",
+        metrics=metrics,
+        info=info,
+        env=ENV,
+    )
 
 
 def accuracy_record(encoder, task, seed, value):
-    metrics = [{"setting": "test", "metric": "accuracy", "value": value},
-               {"setting": "test", "metric": "baseline_accuracy", "value": 0.33}]  # fmt: skip
-    info = {"type": "classification", "selection_metric": "accuracy", "train_tokens_per_s": 1000.0 * SPEED[encoder],
-            "encoder_params": 1000, "params": 2000}  # fmt: skip
-    return Record(key=f"acc-{encoder}-{task}-{seed}", suite="accuracy", encoder=encoder, task=task, seed=seed,
-                  status="ok", metrics=metrics, info=info, env=ENV)  # fmt: skip
+    metrics = [
+        {"setting": "test", "metric": "accuracy", "value": value},
+        {"setting": "test", "metric": "baseline_accuracy", "value": 0.33},
+    ]
+    info = {
+        "type": "classification",
+        "selection_metric": "accuracy",
+        "train_tokens_per_s": 1000.0 * SPEED[encoder],
+        "encoder_params": 1000,
+        "params": 2000,
+    }
+    return Record(
+        key=f"acc-{encoder}-{task}-{seed}",
+        suite="accuracy",
+        encoder=encoder,
+        task=task,
+        seed=seed,
+        status="ok",
+        metrics=metrics,
+        info=info,
+        env=ENV,
+    )
 
 
 @pytest.fixture
@@ -64,8 +123,19 @@ def results(tmp_path):
             for task, base in (("sent", 0.7), ("nli", 0.6)):
                 value = base + {"lstm": 0.0, "cnn": 0.05, "transformer": 0.1}[encoder] + 0.005 * seed
                 write_record(tmp_path / f"model={encoder}", accuracy_record(encoder, task, seed, value))
-    write_record(tmp_path / "model=cnn", Record(key="broken", suite="accuracy", encoder="cnn", task="sent", seed=9,
-                                                status="failed", reason="RuntimeError: it broke", env=ENV))  # fmt: skip
+    write_record(
+        tmp_path / "model=cnn",
+        Record(
+            key="broken",
+            suite="accuracy",
+            encoder="cnn",
+            task="sent",
+            seed=9,
+            status="failed",
+            reason="RuntimeError: it broke",
+            env=ENV,
+        ),
+    )
     return tmp_path
 
 
@@ -95,10 +165,12 @@ def test_every_claim_row_has_a_verdict_and_its_evidence(results):
 
 def test_verdicts_follow_the_data(results):
     table = pd.read_csv(build_report(results)["claims"]).set_index("claim")
-    row = lambda text: table[table.index.str.contains(text, regex=False)].iloc[0]  # noqa: E731
+    row = lambda text: table[table.index.str.contains(text, regex=False)].iloc[0]
     assert row("weaker than the RNN on agreement")["verdict"] == "holds"  # lstm 0.9 vs transformer 0.6 beyond 13
     assert row("CNN falls behind")["verdict"] == "holds"  # cnn 0.5 below both
-    assert row("Task accuracy Transformer > CNN > RNN")["verdict"] == "holds"  # 0.1 > 0.05 > 0.0 on both tasks, tight seeds
+    assert (
+        row("Task accuracy Transformer > CNN > RNN")["verdict"] == "holds"
+    )  # 0.1 > 0.05 > 0.0 on both tasks, tight seeds
     evidence = row("Task accuracy Transformer > CNN > RNN")["evidence"]
     assert re.search(r"sent: [^;]*; transformer - cnn 0\.05 \[[-0-9.e]+, [-0-9.e]+\], cnn - lstm 0\.05 \[", evidence)
     assert row("Speed order Transformer > CNN > RNN, parameter-matched (inference")["verdict"] == "does not hold"
@@ -108,8 +180,13 @@ def test_verdicts_follow_the_data(results):
 def test_a_role_with_two_encoders_is_judged_once_per_encoder(tmp_path):
     """A GRU declares the rnn family: each claim about the RNN is judged with the LSTM and with the GRU, and says
     which stood for the role; an encoder of no role (an ssm) never enters the role claims."""
-    for encoder, family, factor, far in (("lstm", "rnn", 1.0, 0.9), ("gru", "rnn", 4.0, 0.4), ("cnn", "cnn", 2.0, 0.5),
-                                         ("transformer", "attention", 1.5, 0.6), ("ssm", "ssm", 0.5, 0.1)):
+    for encoder, family, factor, far in (
+        ("lstm", "rnn", 1.0, 0.9),
+        ("gru", "rnn", 4.0, 0.4),
+        ("cnn", "cnn", 2.0, 0.5),
+        ("transformer", "attention", 1.5, 0.6),
+        ("ssm", "ssm", 0.5, 0.1),
+    ):
         for T in (32, 128):
             write_record(tmp_path, speed_record(encoder, T, factor))
         for seed in range(3):
@@ -119,7 +196,9 @@ def test_a_role_with_two_encoders_is_judged_once_per_encoder(tmp_path):
             path.write_text(json.dumps({**data, "family": family}))
     table = claims.all_claims(*(claims.unsized(t) for t in _tables(tmp_path))).set_index("claim")
     slow = table[table.index.str.startswith("The RNN is 3x to tens of times slower (inference")]
-    assert sorted(slow.index) == [f"The RNN is 3x to tens of times slower (inference, fp32) [RNN: {e}]" for e in ("gru", "lstm")]
+    assert sorted(slow.index) == [
+        f"The RNN is 3x to tens of times slower (inference, fp32) [RNN: {e}]" for e in ("gru", "lstm")
+    ]
     assert slow["conditions"].str.startswith("roles filled by RNN: ").all()
     agreement = table[table.index.str.contains("weaker than the RNN")]
     assert agreement.loc[agreement.index.str.endswith("[RNN: lstm]"), "verdict"].item() == "holds"  # 0.9 vs 0.6
@@ -150,13 +229,18 @@ def test_speed_from_two_devices_is_judged_and_tabled_per_device(tmp_path):
     assert "## Speed on Test CPU" in text and "## Speed on Test GPU" in text
     for device in ("test_cpu", "test_gpu"):
         assert (paths["figures"] / f"speed_{device}_throughput.png").exists()
-    cpu, gpu = text.split("## Speed on Test GPU")[0].split("## Speed on Test CPU")[1], text.split("## Speed on Test GPU")[1]
-    tok = lambda e, T, f: human(32 * T / np.median(speed_record(e, T, f).info["infer_times_s"]))  # noqa: E731
+    cpu, gpu = (
+        text.split("## Speed on Test GPU")[0].split("## Speed on Test CPU")[1],
+        text.split("## Speed on Test GPU")[1],
+    )
+    tok = lambda e, T, f: human(32 * T / np.median(speed_record(e, T, f).info["infer_times_s"]))
     assert tok("cnn", 128, 2.0) in cpu and tok("cnn", 128, 200.0) in gpu and tok("cnn", 128, 200.0) not in cpu
     table = pd.read_csv(paths["claims"]).set_index("claim")
     order = table[table.index.str.startswith("Speed order Transformer > CNN > RNN, parameter-matched (inference")]
-    assert sorted(order.index) == [f"Speed order Transformer > CNN > RNN, parameter-matched (inference, fp32) on {d}"
-                                   for d in ("Test CPU", "Test GPU")]  # fmt: skip
+    assert sorted(order.index) == [
+        f"Speed order Transformer > CNN > RNN, parameter-matched (inference, fp32) on {d}"
+        for d in ("Test CPU", "Test GPU")
+    ]
     assert "T=128: cnn > transformer > lstm" in order.iloc[0]["evidence"]
     assert "T=128: transformer > cnn > lstm" in order.iloc[1]["evidence"]
     rules = text.split("<summary>The rule behind each verdict</summary>")[1].split("</details>")[0]
@@ -213,9 +297,12 @@ def test_legend_order_and_colours_match_the_data_in_every_figure(results):
     order = frames.encoder_order(speed["encoder"])
     assert order == ["lstm", "cnn", "transformer"]
     colors = figures.palette(order)
-    built = {"speed": figures.speed_lines(speed, {"infer_tokens_per_s": "inference"}, "tokens/s", order),
-             "distance": figures.distance_curves(dist, order), "accuracy": figures.accuracy_points(acc, order),
-             "pareto": figures.pareto(acc, order, {"sent": ["lstm"]})}  # fmt: skip
+    built = {
+        "speed": figures.speed_lines(speed, {"infer_tokens_per_s": "inference"}, "tokens/s", order),
+        "distance": figures.distance_curves(dist, order),
+        "accuracy": figures.accuracy_points(acc, order),
+        "pareto": figures.pareto(acc, order, {"sent": ["lstm"]}),
+    }
     for name, fig in built.items():
         legend = _legend(fig)
         assert [label for label in legend if label in order] == order, name
@@ -224,7 +311,9 @@ def test_legend_order_and_colours_match_the_data_in_every_figure(results):
     # the line drawn in the lstm's colour really carries the lstm's data (slowest), not another encoder's
     line = next(l for l in built["speed"].axes[0].get_lines() if l.get_gid() == "lstm|fp32")
     assert to_rgb(line.get_color()) == pytest.approx(to_rgb(colors["lstm"]))
-    assert np.allclose(sorted(line.get_ydata()), sorted(speed[speed.encoder == "lstm"]["infer_tokens_per_s"]), rtol=1e-6)
+    assert np.allclose(
+        sorted(line.get_ydata()), sorted(speed[speed.encoder == "lstm"]["infer_tokens_per_s"]), rtol=1e-6
+    )
 
 
 def test_the_seaborn_drawn_figure_keeps_legend_and_lines_together_with_string_columns():
@@ -233,15 +322,25 @@ def test_the_seaborn_drawn_figure_keeps_legend_and_lines_together_with_string_co
     from matplotlib.colors import to_rgb
 
     level = {"transformer": 3.0, "cnn": 2.0, "lstm": 1.0}
-    curves = pd.DataFrame([{"encoder": e, "objective": "mlm", "seed": s, "tokens": t, "loss": level[e]}
-                           for e in level for s in (0, 1) for t in (100, 200, 300)])  # fmt: skip
+    curves = pd.DataFrame(
+        [
+            {"encoder": e, "objective": "mlm", "seed": s, "tokens": t, "loss": level[e]}
+            for e in level
+            for s in (0, 1)
+            for t in (100, 200, 300)
+        ]
+    )
     curves["encoder"] = curves["encoder"].astype("string")
     order = frames.encoder_order(level)
     fig = figures.pretrain_loss(curves, order)
     legend = _legend(fig)
     assert [label for label in legend if label in order] == order
     for encoder in order:
-        lines = [l for l in fig.axes[0].get_lines() if len(l.get_ydata()) and to_rgb(l.get_color()) == pytest.approx(legend[encoder])]
+        lines = [
+            l
+            for l in fig.axes[0].get_lines()
+            if len(l.get_ydata()) and to_rgb(l.get_color()) == pytest.approx(legend[encoder])
+        ]
         assert lines and all(np.allclose(l.get_ydata(), level[encoder]) for l in lines), encoder
 
 
@@ -258,7 +357,7 @@ def test_each_family_keeps_its_colour_whatever_else_is_shown():
 
 def test_accuracy_by_attractors_is_tabled_from_the_records(results):
     md = build_report(results)["md"].read_text()
-    section = md[md.index("by number of attractors"):]
+    section = md[md.index("by number of attractors") :]
     lstm_row = next(line for line in section.splitlines() if line.startswith("| lstm"))
     # lstm far accuracy 0.9 + 0.01 * seed over seeds 0..2, minus 0.1 per attractor: means 0.91, 0.81, 0.71
     assert [float(c.split()[0]) for c in lstm_row.strip("|").split("|")[1:4]] == pytest.approx([0.91, 0.81, 0.71])
@@ -293,9 +392,21 @@ def test_claims_with_no_data_say_so():
 
 
 def test_the_pretraining_figure_lists_encoders_in_the_one_order():
-    rows = [{"task": "tagging", "encoder": e, "objective": "mlm", "tokens": t, "value": 0.5, "baseline": 0.1,
-             "metric": "accuracy", "seed": s}
-            for e in ("cnn", "lstm", "transformer") for t in (0, 1000) for s in (0, 1)]  # fmt: skip
+    rows = [
+        {
+            "task": "tagging",
+            "encoder": e,
+            "objective": "mlm",
+            "tokens": t,
+            "value": 0.5,
+            "baseline": 0.1,
+            "metric": "accuracy",
+            "seed": s,
+        }
+        for e in ("cnn", "lstm", "transformer")
+        for t in (0, 1000)
+        for s in (0, 1)
+    ]
     fig = figures.pretrain_gain(pd.DataFrame(rows), frames.encoder_order(["transformer", "cnn", "lstm"]))
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert [x for x in labels if x != "baseline"] == ["lstm", "cnn", "transformer"] and "baseline" in labels
@@ -304,18 +415,32 @@ def test_the_pretraining_figure_lists_encoders_in_the_one_order():
 def test_pretraining_claims_are_judged_per_comparison_never_across():
     # a small comparison where the transformer gains most, a large one where it loses: never averaged together
     rows = []
-    for budget, tokens, gain in ((2e5, 1000, {"lstm": 0.0, "cnn": 0.0, "transformer": 0.3}),
-                                 (1e6, 5000, {"lstm": 0.2, "cnn": 0.2, "transformer": -0.2})):
+    for budget, tokens, gain in (
+        (2e5, 1000, {"lstm": 0.0, "cnn": 0.0, "transformer": 0.3}),
+        (1e6, 5000, {"lstm": 0.2, "cnn": 0.2, "transformer": -0.2}),
+    ):
         for e in ("lstm", "cnn", "transformer"):
             for t in (0, tokens):
                 for s in range(3):
                     score = 0.5 + (gain[e] if t else 0.0) + 0.01 * s
-                    rows.append({"task": "tagging", "encoder": e, "objective": "mlm", "tokens": t, "score": score,
-                                 "seed": s, "budget": budget, "encoder_params": budget})  # fmt: skip
+                    rows.append(
+                        {
+                            "task": "tagging",
+                            "encoder": e,
+                            "objective": "mlm",
+                            "tokens": t,
+                            "score": score,
+                            "seed": s,
+                            "budget": budget,
+                            "encoder_params": budget,
+                        }
+                    )
     table = claims.all_claims(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(rows)).set_index("claim")
     most = table[table.index.str.startswith("Two-stage training helps the Transformer most")]
-    assert list(most.index) == ["Two-stage training helps the Transformer most (0.2M-parameter comparison)",
-                                "Two-stage training helps the Transformer most (1M-parameter comparison)"]  # fmt: skip
+    assert list(most.index) == [
+        "Two-stage training helps the Transformer most (0.2M-parameter comparison)",
+        "Two-stage training helps the Transformer most (1M-parameter comparison)",
+    ]
     assert list(most["verdict"]) == ["holds", "does not hold"]
 
 
@@ -328,8 +453,9 @@ def test_an_impossible_utilisation_is_ringed_and_explained(tmp_path):
     caption = next(line for line in md.splitlines() if line.startswith("*FLOP utilisation against sequence length."))
     assert "1 measurement exceeds 1, which is impossible" in caption
     speed = frames.speed(load_records(tmp_path))
-    fig = figures.speed_lines(speed, {"infer_mfu": "inference"}, "FLOP utilisation", ["lstm", "cnn", "transformer"],
-                              log_y=False, limit=1.0)  # fmt: skip
+    fig = figures.speed_lines(
+        speed, {"infer_mfu": "inference"}, "FLOP utilisation", ["lstm", "cnn", "transformer"], log_y=False, limit=1.0
+    )
     rings = [c for c in fig.axes[0].collections if len(c.get_offsets())]
     assert [tuple(c.get_offsets()[0]) for c in rings] == [(128, 1.4)], "only the impossible point is ringed"
     assert any("impossible" in t.get_text() for t in fig.legends[0].get_texts())

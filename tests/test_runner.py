@@ -36,7 +36,11 @@ def fake_suite(monkeypatch):
 def test_a_failing_unit_is_recorded_with_its_reason_and_the_job_goes_on(compose, fake_suite, tmp_path):
     _, calls = fake_suite
     counts = run_job(compose("suite=speed", "model=lstm"), tmp_path)
-    assert calls == ["a", "boom", "b"] and {k: counts[k] for k in ("ok", "failed", "skipped")} == {"ok": 2, "failed": 1, "skipped": 0}
+    assert calls == ["a", "boom", "b"] and {k: counts[k] for k in ("ok", "failed", "skipped")} == {
+        "ok": 2,
+        "failed": 1,
+        "skipped": 0,
+    }
     frame = load_records(tmp_path).set_index("task")
     assert frame.loc["boom", "status"] == "failed" and "it broke" in frame.loc["boom", "reason"]
     assert frame.loc["a", "env"]["threads"] >= 1 and frame.loc["a", "config"]["model"]["name"] == "lstm"
@@ -53,7 +57,9 @@ def test_a_rerun_skips_finished_units_and_redoes_failed_ones(compose, fake_suite
     assert len(load_records(tmp_path)) == 3
 
 
-def test_a_measurement_from_another_machine_in_the_tree_is_not_taken_for_this_ones(compose, fake_suite, monkeypatch, tmp_path):
+def test_a_measurement_from_another_machine_in_the_tree_is_not_taken_for_this_ones(
+    compose, fake_suite, monkeypatch, tmp_path
+):
     _, calls = fake_suite
     cfg = compose("suite=speed", "model=lstm")
     real = runner.environment

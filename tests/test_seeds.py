@@ -9,17 +9,36 @@ from bench.records import load_records, write_record
 from bench.report.stats import mean_ci
 from tests.conftest import REPO
 
-TINY = ["suite=accuracy", "model=cnn", "task=[classification]", "param_budget=20000", "train.steps=4",
-        "train.eval_every=2", "train.batch_size=8", "tasks.classification.n_train=48",
-        "tasks.classification.n_validation=16", "tasks.classification.n_test=16"]  # fmt: skip
-TINY_SPEED = ["suite=speed", "model=cnn", "param_budget=20000", "speed.seq_lens=[8,16]", "speed.dtypes=[fp32]",
-              "speed.latency_seq_lens=[]", "speed.train=false", "speed.memory=false", "speed.min_run_time=0.01",
-              "speed.batch_size=2"]  # fmt: skip
+TINY = [
+    "suite=accuracy",
+    "model=cnn",
+    "task=[classification]",
+    "param_budget=20000",
+    "train.steps=4",
+    "train.eval_every=2",
+    "train.batch_size=8",
+    "tasks.classification.n_train=48",
+    "tasks.classification.n_validation=16",
+    "tasks.classification.n_test=16",
+]
+TINY_SPEED = [
+    "suite=speed",
+    "model=cnn",
+    "param_budget=20000",
+    "speed.seq_lens=[8,16]",
+    "speed.dtypes=[fp32]",
+    "speed.latency_seq_lens=[]",
+    "speed.train=false",
+    "speed.memory=false",
+    "speed.min_run_time=0.01",
+    "speed.batch_size=2",
+]
 
 
 def bench(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_a_seed_sweep_with_several_seeds_each_is_refused_in_one_sentence(tmp_path):
@@ -42,10 +61,15 @@ def test_overlapping_seed_runs_train_each_seed_once_and_the_report_counts_them(t
     assert len(files) == len(records) == 3 and records.attrs["duplicates"] == 0
     assert sorted(records["seed"]) == [0, 1, 2]
     # the report's accuracy row, against a hand count of the three test accuracies
-    tests = [next(m["value"] for m in r if m["setting"] == "test" and m["metric"] == "accuracy")
-             for r in records.sort_values("seed")["metrics"]]  # fmt: skip
-    row = next(line for line in (out / "report.md").read_text().splitlines()
-               if re.match(r"\| classification \| cnn \| classification \| accuracy \|", line))  # fmt: skip
+    tests = [
+        next(m["value"] for m in r if m["setting"] == "test" and m["metric"] == "accuracy")
+        for r in records.sort_values("seed")["metrics"]
+    ]
+    row = next(
+        line
+        for line in (out / "report.md").read_text().splitlines()
+        if re.match(r"\| classification \| cnn \| classification \| accuracy \|", line)
+    )
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[4] == str(mean_ci(tests, 0, 1)) and cells[6] == "3", row
 

@@ -22,8 +22,17 @@ def records_of(tmp_path) -> pd.DataFrame:
 
 
 def test_speed_suite_records_every_measure(compose, tmp_path):
-    cfg = compose("suite=speed", "model=cnn", "param_budget=20000", "speed.seq_lens=[8,16]", "speed.latency_seq_lens=[8]",
-                  "speed.batch_size=4", "speed.batch_sizes=[2]", "speed.min_run_time=0.01", "speed.dtypes=[fp32]")  # fmt: skip
+    cfg = compose(
+        "suite=speed",
+        "model=cnn",
+        "param_budget=20000",
+        "speed.seq_lens=[8,16]",
+        "speed.latency_seq_lens=[8]",
+        "speed.batch_size=4",
+        "speed.batch_sizes=[2]",
+        "speed.min_run_time=0.01",
+        "speed.dtypes=[fp32]",
+    )
     run_job(cfg, tmp_path)
     frame = records_of(tmp_path).set_index("task", drop=False)
     measured = sorted((r.info["T"], r.info["B"]) for r in frame.loc[["throughput"]].itertuples())
@@ -42,10 +51,23 @@ def test_speed_suite_records_every_measure(compose, tmp_path):
 def test_the_batch_grid_is_capped_like_the_main_batch_and_never_measured_twice(compose):
     from bench import speed
 
-    cfg = compose("suite=speed", "speed.seq_lens=[8,4096]", "speed.batch_size=4", "speed.batch_sizes=[1,4,16]",
-                  "speed.dtypes=[fp32]")  # fmt: skip
-    runs = [(u.params["T"], u.params["B"], bool(u.params.get("grid"))) for u in speed.units(cfg) if u.task == "throughput"]
-    assert sorted(runs) == [(8, 1, True), (8, 4, False), (8, 16, True), (4096, 1, True), (4096, 2, False)]  # 8192 tokens
+    cfg = compose(
+        "suite=speed",
+        "speed.seq_lens=[8,4096]",
+        "speed.batch_size=4",
+        "speed.batch_sizes=[1,4,16]",
+        "speed.dtypes=[fp32]",
+    )
+    runs = [
+        (u.params["T"], u.params["B"], bool(u.params.get("grid"))) for u in speed.units(cfg) if u.task == "throughput"
+    ]
+    assert sorted(runs) == [
+        (8, 1, True),
+        (8, 4, False),
+        (8, 16, True),
+        (4096, 1, True),
+        (4096, 2, False),
+    ]  # 8192 tokens
 
 
 def test_scaling_exponent_is_fitted_on_time_per_sequence():
@@ -53,9 +75,15 @@ def test_scaling_exponent_is_fitted_on_time_per_sequence():
 
     assert speed.fit_exponent([32, 64, 128], [1.0, 4.0, 16.0]) == pytest.approx(2.0)
     # a quadratic encoder whose batch halves as T doubles: per batch the time only doubles
-    fake = [{"status": "ok", "task": "throughput", "info": {"dtype": "fp32", "B": 64 // (T // 32)},
-             "metrics": [{"setting": T, "metric": "infer_ms", "value": (64 // (T // 32)) * (T / 32) ** 2}]}
-            for T in (32, 64, 128)]  # fmt: skip
+    fake = [
+        {
+            "status": "ok",
+            "task": "throughput",
+            "info": {"dtype": "fp32", "B": 64 // (T // 32)},
+            "metrics": [{"setting": T, "metric": "infer_ms", "value": (64 // (T // 32)) * (T / 32) ** 2}],
+        }
+        for T in (32, 64, 128)
+    ]
     rows, info = speed._scaling(type("Ctx", (), {"job_records": lambda self: iter(fake)})(), "fp32")
     assert rows[0]["metric"] == "infer_exponent" and rows[0]["value"] == pytest.approx(2.0)
     assert info["infer_ms"]["batch_sizes"] == [64, 32, 16]
@@ -63,8 +91,15 @@ def test_scaling_exponent_is_fitted_on_time_per_sequence():
 
 @pytest.mark.parametrize("probe", ["agreement", "adding", "listops", "copy"])
 def test_distance_suite_scores_each_distance_against_chance(compose, tmp_path, probe):
-    cfg = compose("suite=distance", "model=transformer", f"task=[{probe}]", *TINY_TRAIN,
-                  f"tasks.{probe}.n_train=64", f"tasks.{probe}.n_validation=32", f"tasks.{probe}.n_test=64")  # fmt: skip
+    cfg = compose(
+        "suite=distance",
+        "model=transformer",
+        f"task=[{probe}]",
+        *TINY_TRAIN,
+        f"tasks.{probe}.n_train=64",
+        f"tasks.{probe}.n_validation=32",
+        f"tasks.{probe}.n_test=64",
+    )
     run_job(cfg, tmp_path)
     record = records_of(tmp_path).iloc[0]
     rows = pd.DataFrame(record["metrics"])
@@ -92,8 +127,16 @@ def test_distance_suite_scores_each_distance_against_chance(compose, tmp_path, p
 
 @pytest.mark.parametrize("task", ["tagging", "classification", "pair", "generation"])
 def test_accuracy_suite_reports_metric_and_baseline(compose, tmp_path, task):
-    cfg = compose("suite=accuracy", "model=lstm", f"task=[{task}]", *TINY_TRAIN, f"tasks.{task}.n_train=64",
-                  f"tasks.{task}.n_validation=16", f"tasks.{task}.n_test=16", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+    cfg = compose(
+        "suite=accuracy",
+        "model=lstm",
+        f"task=[{task}]",
+        *TINY_TRAIN,
+        f"tasks.{task}.n_train=64",
+        f"tasks.{task}.n_validation=16",
+        f"tasks.{task}.n_test=16",
+        f"data.cache={tmp_path / 'cache'}",
+    )
     run_job(cfg, tmp_path / "run")
     record = records_of(tmp_path / "run").iloc[0]
     names = {(m["setting"], m["metric"]) for m in record["metrics"]}
@@ -103,9 +146,17 @@ def test_accuracy_suite_reports_metric_and_baseline(compose, tmp_path, task):
 
 
 def test_pair_cross_encoding_runs(compose, tmp_path):
-    cfg = compose("suite=accuracy", "model=cnn", "task=[pair]", *TINY_TRAIN, "tasks.pair.pair_mode=cross",
-                  "tasks.pair.n_train=64", "tasks.pair.n_validation=16", "tasks.pair.n_test=16",
-                  f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+    cfg = compose(
+        "suite=accuracy",
+        "model=cnn",
+        "task=[pair]",
+        *TINY_TRAIN,
+        "tasks.pair.pair_mode=cross",
+        "tasks.pair.n_train=64",
+        "tasks.pair.n_validation=16",
+        "tasks.pair.n_test=16",
+        f"data.cache={tmp_path / 'cache'}",
+    )
     run_job(cfg, tmp_path / "run")
     assert records_of(tmp_path / "run").iloc[0]["status"] == "ok"
 
@@ -125,7 +176,10 @@ def test_the_optimiser_is_fused_adamw_and_steps_like_the_reference_one():
     torch.manual_seed(0)
     model, reference = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
     reference.load_state_dict(model.state_dict())
-    ours, theirs = adamw(model.parameters(), lr=1e-2), torch.optim.AdamW(reference.parameters(), lr=1e-2, weight_decay=0.01)
+    ours, theirs = (
+        adamw(model.parameters(), lr=1e-2),
+        torch.optim.AdamW(reference.parameters(), lr=1e-2, weight_decay=0.01),
+    )
     assert ours.defaults["fused"] is True
     x = torch.randn(16, 8)
     for net, opt in ((model, ours), (reference, theirs)):

@@ -14,8 +14,15 @@ TRIALS = 2
 def test_each_encoder_gets_the_same_trials_and_the_choice_uses_validation_only(tmp_path):
     out = tmp_path / "tuning"
     for encoder in ("cnn", "lstm"):
-        proc = bench(f"experiment=tune_{encoder}", *tiny("classification"), "n_seeds=2", f"tune.trials={TRIALS}",
-                     f"hydra.sweeper.n_trials={TRIALS}", f"hydra.run.dir={out}", f"data.cache={tmp_path / 'cache'}")  # fmt: skip
+        proc = bench(
+            f"experiment=tune_{encoder}",
+            *tiny("classification"),
+            "n_seeds=2",
+            f"tune.trials={TRIALS}",
+            f"hydra.sweeper.n_trials={TRIALS}",
+            f"hydra.run.dir={out}",
+            f"data.cache={tmp_path / 'cache'}",
+        )
         log = proc.communicate(timeout=300)[0]
         assert proc.returncode == 0, log[-3000:]
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import inspect
 import random
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator
 
 import datasets
 
@@ -52,8 +52,10 @@ def _lexicon(name: str, consonants: str = "bdgklmnprst", vowels: str = "aeiou", 
 
 
 def _require_lengths(min_length: int, max_length: int) -> None:
-    _require(1 <= min_length <= max_length,
-             f"min_length ({min_length}) must be at least 1 and at most max_length ({max_length}).")
+    _require(
+        1 <= min_length <= max_length,
+        f"min_length ({min_length}) must be at least 1 and at most max_length ({max_length}).",
+    )
 
 
 def _balanced(rng: random.Random, labels: tuple[str, ...]) -> Iterator[str]:
@@ -71,8 +73,15 @@ PRONOUNS = ("he", "she", "they", "we")
 CONNECTORS = ("and", "then", ",", "today")
 
 
-def labelling(rng: random.Random, *, n_words: int = 150, n_modifiers: int = 40, max_gap: int = 3,
-              min_length: int = 5, max_length: int = 25) -> Iterator[dict]:
+def labelling(
+    rng: random.Random,
+    *,
+    n_words: int = 150,
+    n_modifiers: int = 40,
+    max_gap: int = 3,
+    min_length: int = 5,
+    max_length: int = 25,
+) -> Iterator[dict]:
     """Named-entity-like spans (PER, LOC, ORG; BIO tags) of ambiguous words whose tag is set by context.
 
     One pool of words plays every part: a common noun after a determiner and up
@@ -131,8 +140,16 @@ INTENSIFIERS = ("very", "really", "so")
 NEGATIONS = ("not", "never")
 
 
-def classification(rng: random.Random, *, n_nouns: int = 60, n_sentiment: int = 40, n_neutral: int = 30,
-                   max_clauses: int = 3, min_length: int = 5, max_length: int = 25) -> Iterator[dict]:
+def classification(
+    rng: random.Random,
+    *,
+    n_nouns: int = 60,
+    n_sentiment: int = 40,
+    n_neutral: int = 30,
+    max_clauses: int = 3,
+    min_length: int = 5,
+    max_length: int = 25,
+) -> Iterator[dict]:
     """Sentiment (positive, negative, neutral) decided by negation scope, intensifiers and "but".
 
     A text is one to ``max_clauses`` clauses joined by "," or "but", each like
@@ -174,8 +191,9 @@ def classification(rng: random.Random, *, n_nouns: int = 60, n_sentiment: int = 
                 yield {"text": " ".join(tokens), "label": label}
                 break
         else:
-            raise OptionError(f"no {wanted} text of {min_length} to {max_length} words could be made; "
-                              "widen the length range.")
+            raise OptionError(
+                f"no {wanted} text of {min_length} to {max_length} words could be made; widen the length range."
+            )
 
 
 def sentiment_score(tokens: list[str], polarity: dict[str, int]) -> int:
@@ -215,7 +233,8 @@ class Event:
         """Roles equal and every modifier of the more general event also in the other (general: other if positive)."""
         general, specific = (self, other) if self.negated else (other, self)
         return (self.agent, self.patient) == (other.agent, other.patient) and all(
-            g is None or g == s for g, s in zip(general.modifiers(), specific.modifiers()))
+            g is None or g == s for g, s in zip(general.modifiers(), specific.modifiers())
+        )
 
     def modifiers(self) -> tuple:
         return self.agent_adj, self.patient_adj, self.place
@@ -229,8 +248,16 @@ def relation(a: Event, b: Event) -> str:
     return "contradiction" if positive.entails(replace(negated, negated=False)) else "neutral"
 
 
-def pair(rng: random.Random, *, n_nouns: int = 60, n_verbs: int = 30, n_adjectives: int = 40,
-         passive_rate: float = 0.4, negation_rate: float = 0.35, reorder_rate: float = 0.75) -> Iterator[dict]:
+def pair(
+    rng: random.Random,
+    *,
+    n_nouns: int = 60,
+    n_verbs: int = 30,
+    n_adjectives: int = 40,
+    passive_rate: float = 0.4,
+    negation_rate: float = 0.35,
+    reorder_rate: float = 0.75,
+) -> Iterator[dict]:
     """Entailment, contradiction or neutral between two simple sentences; word order carries the roles.
 
     Sentence A states an ``Event``: "a [ADJ] AGENT VERBs a [ADJ] PATIENT [in the
@@ -261,8 +288,13 @@ def pair(rng: random.Random, *, n_nouns: int = 60, n_verbs: int = 30, n_adjectiv
         return (modifier if rng.random() < 0.6 else None) if modifier else maybe(choices, 0.12)
 
     def restated(a: Event) -> Event:  # modifiers dropped or added, negation toggled, sometimes
-        return replace(a, agent_adj=changed(a.agent_adj, adjectives), patient_adj=changed(a.patient_adj, adjectives),
-                       place=changed(a.place, nouns), negated=a.negated != (rng.random() < 0.4))
+        return replace(
+            a,
+            agent_adj=changed(a.agent_adj, adjectives),
+            patient_adj=changed(a.patient_adj, adjectives),
+            place=changed(a.place, nouns),
+            negated=a.negated != (rng.random() < 0.4),
+        )
 
     def reordered(b: Event) -> Event:  # the same words in other roles
         if rng.random() < 0.5:
@@ -273,8 +305,15 @@ def pair(rng: random.Random, *, n_nouns: int = 60, n_verbs: int = 30, n_adjectiv
         reorder = wanted == "neutral" and rng.random() < reorder_rate
         while True:
             agent, patient = rng.sample(nouns, 2)
-            a = Event(agent, maybe(adjectives, 0.5), rng.choice(words["verbs"]), patient, maybe(adjectives, 0.5),
-                      maybe(nouns, 0.3), rng.random() < negation_rate)
+            a = Event(
+                agent,
+                maybe(adjectives, 0.5),
+                rng.choice(words["verbs"]),
+                patient,
+                maybe(adjectives, 0.5),
+                maybe(nouns, 0.3),
+                rng.random() < negation_rate,
+            )
             b = restated(a)
             if reorder and relation(a, b) != "neutral":
                 b = reordered(b)
@@ -304,8 +343,15 @@ PREPOSITIONS = ("in", "near", "with", "under")
 GENDERS, NUMBERS = ("m", "f"), ("sg", "pl")
 
 
-def generation(rng: random.Random, *, n_nouns: int = 80, n_verbs: int = 40, n_adjectives: int = 40,
-               subordinate_rate: float = 0.5, modifier_rate: float = 0.4) -> Iterator[dict]:
+def generation(
+    rng: random.Random,
+    *,
+    n_nouns: int = 80,
+    n_verbs: int = 40,
+    n_adjectives: int = 40,
+    subordinate_rate: float = 0.5,
+    modifier_rate: float = 0.4,
+) -> Iterator[dict]:
     """Translation between two made-up languages with disjoint vocabularies, reordering and agreement.
 
     Source (English-like): "DET ADJ* NOUN VERB DET ADJ* NOUN [PREP NP] [because|
@@ -324,8 +370,17 @@ def generation(rng: random.Random, *, n_nouns: int = 80, n_verbs: int = 40, n_ad
     _require(0.0 <= subordinate_rate <= 1.0, f"subordinate_rate must be between 0 and 1, not {subordinate_rate}.")
     _require(0.0 <= modifier_rate <= 1.0, f"modifier_rate must be between 0 and 1, not {modifier_rate}.")
     src = _lexicon("generation-source", nouns=n_nouns, verbs=n_verbs, adjectives=n_adjectives)
-    tgt = _lexicon("generation-target", "cfhjqvwxz", "aeiouy", nouns=n_nouns, verbs=n_verbs, adjectives=n_adjectives,
-                   links=len(CLAUSE_LINKS), postpositions=len(PREPOSITIONS), determiners=8)
+    tgt = _lexicon(
+        "generation-target",
+        "cfhjqvwxz",
+        "aeiouy",
+        nouns=n_nouns,
+        verbs=n_verbs,
+        adjectives=n_adjectives,
+        links=len(CLAUSE_LINKS),
+        postpositions=len(PREPOSITIONS),
+        determiners=8,
+    )
     gender = dict(zip(src["nouns"], random.Random("fxbench-gender").choices(GENDERS, k=n_nouns)))
     translate = {s: t for kind in ("nouns", "verbs", "adjectives") for s, t in zip(src[kind], tgt[kind])}
     translate |= dict(zip(CLAUSE_LINKS, tgt["links"])) | dict(zip(PREPOSITIONS, tgt["postpositions"]))
@@ -338,8 +393,11 @@ def generation(rng: random.Random, *, n_nouns: int = 80, n_verbs: int = 40, n_ad
         adjs = rng.sample(src["adjectives"], rng.choice((1, 1, 2))) if rng.random() < modifier_rate else []
         agreement = (gender[noun], number)
         source = ["the" if definite else "a" if number == "sg" else "some", *adjs, noun + "s" * (number == "pl")]
-        target = [determiner[("def" if definite else "indef", *agreement)], translate[noun] + "n" * (number == "pl"),
-                  *(translate[a] + ending[agreement] for a in adjs)]
+        target = [
+            determiner[("def" if definite else "indef", *agreement)],
+            translate[noun] + "n" * (number == "pl"),
+            *(translate[a] + ending[agreement] for a in adjs),
+        ]
         return source, target, agreement
 
     def clause(subordinate: bool) -> tuple[list[str], list[str]]:
@@ -350,7 +408,7 @@ def generation(rng: random.Random, *, n_nouns: int = 80, n_verbs: int = 40, n_ad
             prep, (p_src, p_tgt, _) = rng.choice(PREPOSITIONS), noun_phrase()
             source, target = source + [prep] + p_src, target + p_tgt + [translate[prep]]
         verb_tgt = translate[verb] + verb_ending[agreement]
-        target = target + [verb_tgt] if subordinate else target[: len(s_tgt)] + [verb_tgt] + target[len(s_tgt):]
+        target = target + [verb_tgt] if subordinate else target[: len(s_tgt)] + [verb_tgt] + target[len(s_tgt) :]
         return source, target
 
     while True:
@@ -379,21 +437,25 @@ _FEATURES = {
 }
 
 
-def generate(task_type: str, n_train: int = 6000, n_validation: int = 500, n_test: int = 500, seed: int = 0,
-             **options) -> datasets.DatasetDict:
+def generate(
+    task_type: str, n_train: int = 6000, n_validation: int = 500, n_test: int = 500, seed: int = 0, **options
+) -> datasets.DatasetDict:
     """The embedded task of ``task_type``: disjoint train/validation/test splits, the same for the same seed.
 
     Test is drawn first, then validation, then train, each from its own random
     stream and skipping any input already drawn, so test and validation do not
     change with ``n_train``. ``options`` are the generator's keyword arguments.
     """
-    _require(task_type in GENERATORS,
-             f"task type {task_type!r} has no embedded task; choose one of {', '.join(GENERATORS)}.")
+    _require(
+        task_type in GENERATORS, f"task type {task_type!r} has no embedded task; choose one of {', '.join(GENERATORS)}."
+    )
     _check_options(task_type, options)
     sizes = {"train": n_train, "validation": n_validation, "test": n_test}
     for split, size in sizes.items():
-        _require(isinstance(size, int) and not isinstance(size, bool) and size >= 1,
-                 f"n_{split} must be a positive integer, not {size!r}.")
+        _require(
+            isinstance(size, int) and not isinstance(size, bool) and size >= 1,
+            f"n_{split} must be a positive integer, not {size!r}.",
+        )
     inputs = TASK_TYPES[task_type][:-1]  # every column but the label decides whether two examples are the same
     seen, splits = set(), {}
     for split in reversed(SPLITS):
@@ -406,8 +468,11 @@ def generate(task_type: str, n_train: int = 6000, n_validation: int = 500, n_tes
             if not misses:
                 seen.add(key)
                 rows.append(row)
-            _require(misses < 1000, f"only {len(rows)} distinct {task_type} examples were found for the {split} "
-                     "split (1000 draws in a row repeated earlier ones); ask for fewer or enlarge the vocabulary.")
+            _require(
+                misses < 1000,
+                f"only {len(rows)} distinct {task_type} examples were found for the {split} "
+                "split (1000 draws in a row repeated earlier ones); ask for fewer or enlarge the vocabulary.",
+            )
         columns = {c: [r[c] for r in rows] for c in TASK_TYPES[task_type]}
         splits[split] = datasets.Dataset.from_dict(columns, features=datasets.Features(_FEATURES[task_type]))
     return datasets.DatasetDict({split: splits[split] for split in SPLITS})
@@ -417,8 +482,10 @@ def _check_options(task_type: str, options: dict) -> None:
     """Every option is a keyword of the task's generator, of the type of its default."""
     params = {k: p for k, p in inspect.signature(GENERATORS[task_type]).parameters.items() if k != "rng"}
     for name, value in options.items():
-        _require(name in params,
-                 f"{name} is not an option of the embedded {task_type} task; its options are {', '.join(params)}.")
+        _require(
+            name in params,
+            f"{name} is not an option of the embedded {task_type} task; its options are {', '.join(params)}.",
+        )
         expected = type(params[name].default)
         ok = isinstance(value, (int, float) if expected is float else expected) and not isinstance(value, bool)
         _require(ok, f"{name} must be {'a number' if expected is float else 'an integer'}, not {value!r}.")

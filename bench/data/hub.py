@@ -134,8 +134,7 @@ def _to_contract(hub, column_map, task_type, label_names, where) -> Dataset:
             )
         if len(keep) < len(raw):
             log.info("%s: dropped %d of %d rows that have no gold label (-1)", where, len(raw) - len(keep), len(raw))
-        for column in columns:
-            columns[column] = [columns[column][i] for i in keep] if len(keep) < len(raw) else columns[column]
+            columns = {column: [values[i] for i in keep] for column, values in columns.items()}
         if names is not None:
             try:
                 columns["label"] = [names[label] for label in columns["label"]]

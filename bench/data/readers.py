@@ -34,14 +34,22 @@ FEATURES = {
 }
 CONLLU_FIELDS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 FORMAT_TYPES = {
-    "conllu": ("labelling",), "conll": ("labelling",), "tsv": ("classification", "pair"),
-    "csv": ("classification", "pair"), "jsonl": ("classification", "pair"), "parallel": ("generation",),
-}  # fmt: skip
+    "conllu": ("labelling",),
+    "conll": ("labelling",),
+    "tsv": ("classification", "pair"),
+    "csv": ("classification", "pair"),
+    "jsonl": ("classification", "pair"),
+    "parallel": ("generation",),
+}
 FORMATS = tuple(FORMAT_TYPES)
 READER_OPTIONS = {
-    "conllu": ("tag_column",), "conll": ("token_column", "tag_column"), "tsv": ("columns", "header", "label_map"),
-    "csv": ("columns", "header", "label_map"), "jsonl": ("columns", "label_map"), "parallel": (),
-}  # fmt: skip
+    "conllu": ("tag_column",),
+    "conll": ("token_column", "tag_column"),
+    "tsv": ("columns", "header", "label_map"),
+    "csv": ("columns", "header", "label_map"),
+    "jsonl": ("columns", "label_map"),
+    "parallel": (),
+}
 
 
 def _named(path: Path, setting: str | None) -> str:
@@ -65,7 +73,7 @@ def read_lines(path: str | Path, setting: str | None = None) -> list[str]:
     lines = text.split("\n")  # not splitlines(): U+2028 and friends may occur inside sentences
     if lines[-1] == "":
         lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    return [line.removesuffix("\r") for line in lines]
 
 
 def _dataset(columns: dict[str, list], task_type: str) -> Dataset:

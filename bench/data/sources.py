@@ -12,7 +12,11 @@ SOURCES = ("embedded", "real", "files", "hub")
 
 
 def _plain(node) -> dict:
-    return OmegaConf.to_container(node, resolve=True) if node is not None and not isinstance(node, dict) else dict(node or {})
+    return (
+        OmegaConf.to_container(node, resolve=True)
+        if node is not None and not isinstance(node, dict)
+        else dict(node or {})
+    )
 
 
 def load_task_data(name: str, task, data_root: str | None):
@@ -48,7 +52,9 @@ def load_task_data(name: str, task, data_root: str | None):
 
 def _data_root(name: str, data_root: str | None) -> Path:
     if not data_root:
-        raise DataError(f"tasks.{name} reads files, so data.root must name the folder that holds them (e.g. data.root=../shared/data).")
+        raise DataError(
+            f"tasks.{name} reads files, so data.root must name the folder that holds them (e.g. data.root=../shared/data)."
+        )
     root = Path(data_root).expanduser()
     if not root.is_dir():
         raise DataError(f"data.root={data_root} is not a folder.")
@@ -64,29 +70,38 @@ def _file_plan(name: str, task, data_root: str | None) -> tuple[dict, str, dict]
     missing = [split for split in SPLITS if not files.get(split)]
     if missing:
         example = ", ".join(f"{split}: <file>" for split in SPLITS)
-        raise DataError(f"tasks.{name}.files has no {missing[0]} file; set tasks.{name}.files={{{example}}} "
-                        f"with paths under data.root={data_root}.")  # fmt: skip
+        raise DataError(
+            f"tasks.{name}.files has no {missing[0]} file; set tasks.{name}.files={{{example}}} "
+            f"with paths under data.root={data_root}."
+        )
     extra = sorted(set(files) - set(SPLITS))
     if extra:
         raise DataError(f"tasks.{name}.files.{extra[0]} is not a split; the splits are {', '.join(SPLITS)}.")
-    paths = {split: (tuple(root / p for p in path) if isinstance(path, (list, tuple)) else root / path)
-             for split, path in files.items()}  # fmt: skip
+    paths = {
+        split: (tuple(root / p for p in path) if isinstance(path, (list, tuple)) else root / path)
+        for split, path in files.items()
+    }
     fmt = task.format
     if fmt is None:
         guesses = {format_of(p if isinstance(p, Path) else p[0]) for p in paths.values()} & set(FORMATS)
         if len(guesses) != 1:
-            raise DataError(f"tasks.{name}.format is not set and the file names do not tell it; "
-                            f"set tasks.{name}.format to one of {', '.join(FORMATS)}.")  # fmt: skip
+            raise DataError(
+                f"tasks.{name}.format is not set and the file names do not tell it; "
+                f"set tasks.{name}.format to one of {', '.join(FORMATS)}."
+            )
         fmt = guesses.pop()
     if task.type not in FORMAT_TYPES[fmt]:
         fits = [f for f, types in FORMAT_TYPES.items() if task.type in types]
-        raise DataError(f"tasks.{name}.format={fmt} does not hold {task.type} data; a {task.type} task reads "
-                        f"{' or '.join(fits)}.")  # fmt: skip
+        raise DataError(
+            f"tasks.{name}.format={fmt} does not hold {task.type} data; a {task.type} task reads {' or '.join(fits)}."
+        )
     options = _plain(task.options)
     unknown = sorted(set(options) - set(READER_OPTIONS[fmt]))
     if unknown:
         allowed = ", ".join(READER_OPTIONS[fmt]) or "none"
-        raise DataError(f"tasks.{name}.options.{unknown[0]} is not an option of the {fmt} reader (its options: {allowed}).")
+        raise DataError(
+            f"tasks.{name}.options.{unknown[0]} is not an option of the {fmt} reader (its options: {allowed})."
+        )
     if fmt in ("tsv", "csv", "jsonl"):
         columns = options.get("columns") or {}
         wanted = ", ".join(f"{column}: <column>" for column in TASK_TYPES[task.type])
@@ -94,8 +109,10 @@ def _file_plan(name: str, task, data_root: str | None) -> tuple[dict, str, dict]
             header = table_header(paths["train"], fmt, options.get("header", True), f"tasks.{name}.files.train")
             found = f"; {paths['train']} has the columns {', '.join(header)}" if header else ""
             given = f"names {', '.join(columns)}" if columns else "is not set"
-            raise DataError(f"tasks.{name}.options.columns {given}: a {task.type} table needs "
-                            f"tasks.{name}.options={{columns: {{{wanted}}}}}{found}.")  # fmt: skip
+            raise DataError(
+                f"tasks.{name}.options.columns {given}: a {task.type} table needs "
+                f"tasks.{name}.options={{columns: {{{wanted}}}}}{found}."
+            )
     return paths, fmt, options
 
 

@@ -221,7 +221,7 @@ def build_vocab(
     sentences = [list(sentence) for sentence in sentences]
     settings = {"max_size": max_size, "min_freq": min_freq, "specials": sorted(specials), "lowercase": lowercase}
     key = content_hash("words", sentences, settings)
-    build = lambda: _count_words(sentences, max_size, min_freq, specials, lowercase)  # noqa: E731
+    build = lambda: _count_words(sentences, max_size, min_freq, specials, lowercase)
     return _cached("words", key, cache_dir, build, Vocab.from_json)
 
 
@@ -240,7 +240,7 @@ def build_subwords(
     texts = list(texts)
     settings = {"vocab_size": vocab_size, "min_freq": min_freq, "lowercase": lowercase, "lib": tokenizers.__version__}
     key = content_hash("bpe", texts, settings)
-    build = lambda: _train_bpe(texts, vocab_size, min_freq, lowercase)  # noqa: E731
+    build = lambda: _train_bpe(texts, vocab_size, min_freq, lowercase)
     return _cached("bpe", key, cache_dir, build, Subwords.from_json)
 
 

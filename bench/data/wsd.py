@@ -20,15 +20,21 @@ column ``distance`` gets accuracy per distance. Load them with
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 import datasets
 
 from bench.data import SPLITS
 from bench.data.embedded import OptionError, _lexicon, _require
 
-FEATURES = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("string"),
-                              "distance": datasets.Value("int32"), "distractors": datasets.Value("int32")})  # fmt: skip
+FEATURES = datasets.Features(
+    {
+        "text": datasets.Value("string"),
+        "label": datasets.Value("string"),
+        "distance": datasets.Value("int32"),
+        "distractors": datasets.Value("int32"),
+    }
+)
 
 
 def label_of(text: str, senses: dict[str, tuple[str, str]], cues: dict[str, str]) -> tuple[str, int]:
@@ -55,8 +61,16 @@ def lexicon(n_words: int, n_cues: int, n_fillers: int) -> tuple[dict, dict, list
     return senses, cues, words["fillers"]
 
 
-def rows(rng: random.Random, *, n_words: int = 12, n_cues: int = 4, n_fillers: int = 60,
-         distances: tuple = (1, 2, 4, 8), distractors: tuple = (0, 1, 2), pad: int = 3) -> Iterator[dict]:  # fmt: skip
+def rows(
+    rng: random.Random,
+    *,
+    n_words: int = 12,
+    n_cues: int = 4,
+    n_fillers: int = 60,
+    distances: tuple = (1, 2, 4, 8),
+    distractors: tuple = (0, 1, 2),
+    pad: int = 3,
+) -> Iterator[dict]:
     """Endless rows; each draws its distance and distractor count from the given lists."""
     senses, cues, fillers = lexicon(n_words, n_cues, n_fillers)
     by_sense: dict[str, list[str]] = {}
@@ -71,28 +85,41 @@ def rows(rng: random.Random, *, n_words: int = 12, n_cues: int = 4, n_fillers: i
         pair = [word, *span, rng.choice(by_sense[f"{word}:{sense}"])]
         if rng.random() < 0.5:
             pair.reverse()
-        target = ([rng.choice(fillers) for _ in range(rng.randint(0, pad))] + pair
-                  + [rng.choice(fillers) for _ in range(rng.randint(0, pad))])  # fmt: skip
+        target = (
+            [rng.choice(fillers) for _ in range(rng.randint(0, pad))]
+            + pair
+            + [rng.choice(fillers) for _ in range(rng.randint(0, pad))]
+        )
         other_clause = [rng.choice(fillers) for _ in range(rng.randint(1, pad + 1))]
         for _ in range(k):
             other_clause.insert(rng.randint(0, len(other_clause)), rng.choice(by_sense[f"{word}:{other}"]))
         clauses = [target, other_clause] if rng.random() < 0.5 else [other_clause, target]
-        yield {"text": " ; ".join(" ".join(c) for c in clauses), "label": f"{word}:{sense}", "distance": d,
-               "distractors": k}
+        yield {
+            "text": " ; ".join(" ".join(c) for c in clauses),
+            "label": f"{word}:{sense}",
+            "distance": d,
+            "distractors": k,
+        }
 
 
-def generate(n_train: int = 6000, n_validation: int = 500, n_test: int = 500, seed: int = 0,
-             **options) -> datasets.DatasetDict:
+def generate(
+    n_train: int = 6000, n_validation: int = 500, n_test: int = 500, seed: int = 0, **options
+) -> datasets.DatasetDict:
     """Disjoint train/validation/test splits of the probe, the same for the same seed and options."""
     allowed = {"n_words", "n_cues", "n_fillers", "distances", "distractors", "pad"}
     unknown = sorted(set(options) - allowed)
-    _require(not unknown, f"{unknown[0] if unknown else ''} is not an option of the wsd task; its options are "
-             f"{', '.join(sorted(allowed))}.")
+    _require(
+        not unknown,
+        f"{unknown[0] if unknown else ''} is not an option of the wsd task; its options are "
+        f"{', '.join(sorted(allowed))}.",
+    )
     for name in ("distances", "distractors"):
         if name in options:
             values = list(options[name])
-            _require(values and all(isinstance(v, int) and v >= (1 if name == "distances" else 0) for v in values),
-                     f"{name} must be a non-empty list of integers >= {1 if name == 'distances' else 0}, not {values!r}.")
+            _require(
+                values and all(isinstance(v, int) and v >= (1 if name == "distances" else 0) for v in values),
+                f"{name} must be a non-empty list of integers >= {1 if name == 'distances' else 0}, not {values!r}.",
+            )
             options[name] = tuple(values)
     seen, splits = set(), {}
     sizes = {"train": n_train, "validation": n_validation, "test": n_test}
@@ -106,7 +133,9 @@ def generate(n_train: int = 6000, n_validation: int = 500, n_test: int = 500, se
                 seen.add(row["text"])
                 out.append(row)
             if misses >= 1000:
-                raise OptionError(f"only {len(out)} distinct wsd texts were found for the {split} split; "
-                                  "ask for fewer or enlarge the lexicon.")
+                raise OptionError(
+                    f"only {len(out)} distinct wsd texts were found for the {split} split; "
+                    "ask for fewer or enlarge the lexicon."
+                )
         splits[split] = datasets.Dataset.from_list(out, features=FEATURES)
     return datasets.DatasetDict({split: splits[split] for split in SPLITS})

@@ -13,14 +13,12 @@ from pathlib import Path
 import pandas as pd
 
 from bench.records import load_records
-from bench.report import claims as claims_mod
 from bench.report import answer, figures, frames
+from bench.report import claims as claims_mod
 from bench.report.render import Section, to_html, to_markdown
 from bench.report.stats import RANGES, mean_ci
 
 TITLE = "fxbench: LSTM vs dilated CNN vs Transformer"
-
-
 
 
 def _ci_text(values, metric: str | None = None) -> str:
@@ -55,14 +53,23 @@ def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid, device: 
     s = Section(f"Speed on {device}" if device else "Speed")
     stem = "speed" if device is None else "speed_" + re.sub(r"[^a-z0-9]+", "_", device.lower()).strip("_")
     latency, scaling, gemm = (t.drop(columns="device", errors="ignore") for t in (latency, scaling, gemm))
-    s.text("Throughput is tokens per second at batch size speed.batch_size, capped at speed.max_tokens tokens per "
-           "batch (8192 on a CPU, so B shrinks at long T), median over timed calls after warm-up; "
-           "a training step is forward, backward and an AdamW step. Peak memory is what one forward (or step) "
-           "adds at its high-water mark, measured in a fresh process on the CPU. FLOP utilisation (MFU) divides "
-           "achieved FLOP/s by the best GEMM rate of the same dtype measured in the same job.")  # fmt: skip
-    s.figure(figures.save(figures.speed_lines(speed, {"infer_tokens_per_s": "inference", "train_tokens_per_s": "training step"},
-                                              "tokens / s", order), fig_dir, f"{stem}_throughput"),
-             "Throughput against sequence length (log-log).")  # fmt: skip
+    s.text(
+        "Throughput is tokens per second at batch size speed.batch_size, capped at speed.max_tokens tokens per "
+        "batch (8192 on a CPU, so B shrinks at long T), median over timed calls after warm-up; "
+        "a training step is forward, backward and an AdamW step. Peak memory is what one forward (or step) "
+        "adds at its high-water mark, measured in a fresh process on the CPU. FLOP utilisation (MFU) divides "
+        "achieved FLOP/s by the best GEMM rate of the same dtype measured in the same job."
+    )
+    s.figure(
+        figures.save(
+            figures.speed_lines(
+                speed, {"infer_tokens_per_s": "inference", "train_tokens_per_s": "training step"}, "tokens / s", order
+            ),
+            fig_dir,
+            f"{stem}_throughput",
+        ),
+        "Throughput against sequence length (log-log).",
+    )
     more = Section("More speed tables")  # behind a fold at the end of the section
     for budget, part in _by_comparison(speed):
         of = f" ({budget / 1e6:.3g}M-parameter comparison)" if budget else ""
@@ -74,34 +81,58 @@ def _speed_section(speed, latency, scaling, gemm, order, fig_dir, grid, device: 
             s.table(table, f"{label} throughput (tokens/s) by sequence length T{of}")
             fastest = part.groupby(["dtype", "T"])[column].transform("max")
             rel = _by_T(part.assign(relative=(part[column] / fastest).round(2)), "relative", order)
-            more.table(rel, f"relative {label} speed: each encoder over the fastest at that T and dtype (1 = fastest){of}")
+            more.table(
+                rel, f"relative {label} speed: each encoder over the fastest at that T and dtype (1 = fastest){of}"
+            )
     batch_table = _batch_grid_table(grid, order)
     if batch_table is not None:
         more.table(batch_table, "throughput (tokens/s) against batch size B (the batch-size grid, speed.batch_sizes)")
     memory = {c: n for c, n in (("infer_peak_mb", "inference"), ("train_peak_mb", "training step")) if c in speed}
     if memory:
-        s.figure(figures.save(figures.speed_lines(speed, memory, "peak memory added (MB)", order), fig_dir, f"{stem}_memory"),
-                 "Peak memory against sequence length (log-log).")  # fmt: skip
+        s.figure(
+            figures.save(
+                figures.speed_lines(speed, memory, "peak memory added (MB)", order), fig_dir, f"{stem}_memory"
+            ),
+            "Peak memory against sequence length (log-log).",
+        )
     mfu = {c: n for c, n in (("infer_mfu", "inference"), ("train_mfu", "training step")) if c in speed}
     if mfu:
         above = int(sum((speed[c] > 1).sum() for c in mfu))
-        why = (f" {above} measurement{'s exceed' if above > 1 else ' exceeds'} 1, which is impossible: the denominator, the best GEMM rate measured "
-               "with torch.matmul, is below what the encoders' fused kernels (oneDNN) reach on this machine, so these "
-               "utilisations are overstated; they are ringed in red." if above else "")  # fmt: skip
-        s.figure(figures.save(figures.speed_lines(speed, mfu, "FLOP utilisation", order, log_y=False, limit=1.0),
-                              fig_dir, f"{stem}_mfu"), "FLOP utilisation against sequence length." + why)  # fmt: skip
+        why = (
+            f" {above} measurement{'s exceed' if above > 1 else ' exceeds'} 1, which is impossible: the denominator, the best GEMM rate measured "
+            "with torch.matmul, is below what the encoders' fused kernels (oneDNN) reach on this machine, so these "
+            "utilisations are overstated; they are ringed in red."
+            if above
+            else ""
+        )
+        s.figure(
+            figures.save(
+                figures.speed_lines(speed, mfu, "FLOP utilisation", order, log_y=False, limit=1.0),
+                fig_dir,
+                f"{stem}_mfu",
+            ),
+            "FLOP utilisation against sequence length." + why,
+        )
     if not latency.empty:
-        table = latency.sort_values(["encoder", "dtype", "T"]).drop(columns=["budget", "name", "family", "preset"], errors="ignore")
-        more.table(table.rename(columns={"T": "T (tokens)", "p50_ms": "p50 (ms)", "p90_ms": "p90 (ms)"}), "latency at batch 1")
+        table = latency.sort_values(["encoder", "dtype", "T"]).drop(
+            columns=["budget", "name", "family", "preset"], errors="ignore"
+        )
+        more.table(
+            table.rename(columns={"T": "T (tokens)", "p50_ms": "p50 (ms)", "p90_ms": "p90 (ms)"}), "latency at batch 1"
+        )
     if not scaling.empty:
         table = scaling.drop(columns=["budget", "name", "family", "preset"], errors="ignore").round(2)
         more.table(table, "scaling exponent: slope of log time per sequence against log T (1: linear, 2: quadratic)")
     if not gemm.empty:
         table = gemm.groupby("dtype")["GFLOP/s"].agg(["min", "max"]).round(0).reset_index()
-        more.table(table.rename(columns={"min": "lowest (GFLOP/s)", "max": "highest (GFLOP/s)"}),
-                   "GEMM peak measured in each job: the denominator of utilisation")  # fmt: skip
+        more.table(
+            table.rename(columns={"min": "lowest (GFLOP/s)", "max": "highest (GFLOP/s)"}),
+            "GEMM peak measured in each job: the denominator of utilisation",
+        )
     if more.blocks:
-        s.details("More tables: relative speed, batch sizes, latency at batch 1, scaling exponents, GEMM peaks").blocks += more.blocks
+        s.details(
+            "More tables: relative speed, batch sizes, latency at batch 1, scaling exponents, GEMM peaks"
+        ).blocks += more.blocks
     return s
 
 
@@ -142,109 +173,180 @@ def _symbol(probe: str) -> str:
 
 def _distance_section(dist, attract, order, fig_dir) -> Section:
     s = Section("Long-distance dependencies")
-    s.text("Each encoder is trained once per probe and seed on a mix of distances and scored per distance bucket "
-           "on test (checkpoint picked on validation). Bands are 95% t intervals over seeds; the dashed line is "
-           "chance (or the trivial predictor's MSE). The effective distance is the largest d up to which the "
-           "score stays past halfway from chance to perfect.")  # fmt: skip
-    s.figure(figures.save(figures.distance_curves(dist, order), fig_dir, "distance"),
-             "Test metric against distance per probe (what distance means differs per probe: see each x axis).")
+    s.text(
+        "Each encoder is trained once per probe and seed on a mix of distances and scored per distance bucket "
+        "on test (checkpoint picked on validation). Bands are 95% t intervals over seeds; the dashed line is "
+        "chance (or the trivial predictor's MSE). The effective distance is the largest d up to which the "
+        "score stays past halfway from chance to perfect."
+    )
+    s.figure(
+        figures.save(figures.distance_curves(dist, order), fig_dir, "distance"),
+        "Test metric against distance per probe (what distance means differs per probe: see each x axis).",
+    )
     if dist["grad_reach"].notna().any():
-        s.figure(figures.save(figures.reach_curves(dist, order), fig_dir, "reach"),
-                 "Empirical reach of the trained encoders: how strongly the output at the read-out position depends "
-                 "on the input d tokens before it: the norm of the gradient of a random projection of that output, "
-                 "averaged over test examples, each run scaled to its maximum; a missing point is exactly zero "
-                 "(beyond a receptive field).")  # fmt: skip
+        s.figure(
+            figures.save(figures.reach_curves(dist, order), fig_dir, "reach"),
+            "Empirical reach of the trained encoders: how strongly the output at the read-out position depends "
+            "on the input d tokens before it: the norm of the gradient of a random projection of that output, "
+            "averaged over test examples, each run scaled to its maximum; a missing point is exactly zero "
+            "(beyond a receptive field).",
+        )
     tables = s.details("Per-probe tables: score by distance (and loss, attractors), mean [95% CI] over seeds")
     for probe, part in dist.groupby("probe", sort=False):
         table = part.groupby(["encoder", "distance"])["value"].apply(_ci_of(part["metric"].iloc[0])).unstack("distance")
         table = table.reindex([e for e in order if e in table.index])
         table.columns = [f"{_symbol(probe)}={d}" for d in table.columns]
-        tables.table(table.reset_index(), f"{probe}: test {part['metric'].iloc[0]} by {figures.probe_axis(probe)}, "
-                                     "mean [95% CI] over seeds")  # fmt: skip
+        tables.table(
+            table.reset_index(),
+            f"{probe}: test {part['metric'].iloc[0]} by {figures.probe_axis(probe)}, mean [95% CI] over seeds",
+        )
         if "chance_loss" in part and part["chance_loss"].notna().any():
             loss = part.groupby(["encoder", "distance"])["loss"].apply(_ci_of("loss")).unstack("distance")
             loss = loss.reindex([e for e in order if e in loss.index]).reset_index()
             baseline = part.groupby("distance")["chance_loss"].first()
             loss = pd.concat([loss, pd.DataFrame([{"encoder": "trivial baseline", **baseline.round(4).to_dict()}])])
             loss.columns = [c if c == "encoder" else f"{_symbol(probe)}={c}" for c in loss.columns]
-            tables.table(loss, f"{probe}: test loss per position by T, mean [95% CI], beside the trivial baseline "
-                          "10 ln 8 / (T + 20) (blanks right, the digits uniform)")  # fmt: skip
+            tables.table(
+                loss,
+                f"{probe}: test loss per position by T, mean [95% CI], beside the trivial baseline "
+                "10 ln 8 / (T + 20) (blanks right, the digits uniform)",
+            )
         if not attract.empty and probe in set(attract["probe"]):
             by_count = attract[attract["probe"] == probe]
             table = by_count.groupby(["encoder", "attractors"])["value"].apply(_ci_of(by_count["metric"].iloc[0]))
             table = table.unstack("attractors")
             table = table.reindex([e for e in order if e in table.index])
             table.columns = [f"{c} attractors" for c in table.columns]
-            tables.table(table.reset_index(), f"{probe}: test {by_count['metric'].iloc[0]} by number of attractors "
-                                         "(opposite-number nouns between subject and verb), over all distances")  # fmt: skip
-    eff = dist.groupby(["probe", "encoder", "seed"])[["effective_distance", "receptive_field", "causal"]].first().reset_index()
-    table = eff.groupby(["probe", "encoder"]).agg(
-        effective_distance=("effective_distance", _ci_of("effective_distance")), receptive_field=("receptive_field", "first"),
-        causal=("causal", "first"), seeds=("seed", "nunique")).reset_index()  # fmt: skip
+            tables.table(
+                table.reset_index(),
+                f"{probe}: test {by_count['metric'].iloc[0]} by number of attractors "
+                "(opposite-number nouns between subject and verb), over all distances",
+            )
+    eff = (
+        dist.groupby(["probe", "encoder", "seed"])[["effective_distance", "receptive_field", "causal"]]
+        .first()
+        .reset_index()
+    )
+    table = (
+        eff.groupby(["probe", "encoder"])
+        .agg(
+            effective_distance=("effective_distance", _ci_of("effective_distance")),
+            receptive_field=("receptive_field", "first"),
+            causal=("causal", "first"),
+            seeds=("seed", "nunique"),
+        )
+        .reset_index()
+    )
     table["reach"] = [_reach_back(rf, c) for rf, c in zip(table["receptive_field"], table["causal"])]
     table["receptive_field"] = table["receptive_field"].map(lambda v: "unbounded" if pd.isna(v) else int(v))
-    s.table(table.drop(columns="causal"), "effective distance, mean [95% CI] over seeds; the theoretical receptive field "
-            "(the whole window, in tokens) and how far it reaches from a position")  # fmt: skip
+    s.table(
+        table.drop(columns="causal"),
+        "effective distance, mean [95% CI] over seeds; the theoretical receptive field "
+        "(the whole window, in tokens) and how far it reaches from a position",
+    )
     return s
 
 
 def _accuracy_section(acc, order, fig_dir) -> Section:
     s = Section("Task accuracy")
-    s.text("Every encoder gets the same parameter budget, steps and settings; the checkpoint is picked on "
-           "validation and scored once on test. Error bars are 95% t intervals over seeds; the dashed line is "
-           "the majority-class (or copy-the-source) baseline.")  # fmt: skip
-    s.figure(figures.save(figures.accuracy_points(acc, order), fig_dir, "accuracy"),
-             "Test metric per task, mean and 95% t interval over seeds (clipped to the metric's range).")
-    table = acc.groupby(["task", "encoder"], sort=False).agg(
-        type=("type", "first"), metric=("metric", "first"), baseline=("baseline", "mean"),
-        seeds=("seed", "nunique"), encoder_params=("encoder_params", "median"),
-        train_tokens_per_s=("train_tokens_per_s", "mean")).reset_index()  # fmt: skip
+    s.text(
+        "Every encoder gets the same parameter budget, steps and settings; the checkpoint is picked on "
+        "validation and scored once on test. Error bars are 95% t intervals over seeds; the dashed line is "
+        "the majority-class (or copy-the-source) baseline."
+    )
+    s.figure(
+        figures.save(figures.accuracy_points(acc, order), fig_dir, "accuracy"),
+        "Test metric per task, mean and 95% t interval over seeds (clipped to the metric's range).",
+    )
+    table = (
+        acc.groupby(["task", "encoder"], sort=False)
+        .agg(
+            type=("type", "first"),
+            metric=("metric", "first"),
+            baseline=("baseline", "mean"),
+            seeds=("seed", "nunique"),
+            encoder_params=("encoder_params", "median"),
+            train_tokens_per_s=("train_tokens_per_s", "mean"),
+        )
+        .reset_index()
+    )
     table.insert(4, "test", _ci_by_metric(acc, ["task", "encoder"]).to_numpy())
     table["order"] = table["encoder"].map({e: i for i, e in enumerate(order)})
     table = table.sort_values(["task", "order"]).drop(columns="order").round(3)
-    for source, part in table.groupby(table["task"].map(acc.groupby("task")["source"].first()).fillna("embedded"), sort=False):
+    for source, part in table.groupby(
+        table["task"].map(acc.groupby("task")["source"].first()).fillna("embedded"), sort=False
+    ):
         s.table(part, f"test metric, mean [95% CI] over seeds ({source} data)")
     return s
 
 
 def _pretrain_section(pre, curves, order, fig_dir) -> Section:
     s = Section("Two-stage training")
-    s.text("Each family is pre-trained on the same unlabelled sentences, in the same order, up to the same token "
-           "counts (its natural objective: masked tokens, the next token, or ELMo's two language models), then "
-           "fine-tuned on each task with the same steps and settings as its from-scratch twin (tokens = 0), which has "
-           "the same architecture, vocabulary and seed. Error bars are 95% t intervals over seeds; the dashed line is "
-           "the majority-class (or copy-the-source) baseline.")  # fmt: skip
-    s.figure(figures.save(figures.pretrain_gain(pre, order), fig_dir, "pretrain_gain"),
-             "Fine-tuned test metric against pre-training tokens.")  # fmt: skip
-    table = pre.groupby(["task", "encoder", "objective", "tokens"], sort=False).agg(
-        metric=("metric", "first"), seeds=("seed", "nunique")).reset_index()  # fmt: skip
+    s.text(
+        "Each family is pre-trained on the same unlabelled sentences, in the same order, up to the same token "
+        "counts (its natural objective: masked tokens, the next token, or ELMo's two language models), then "
+        "fine-tuned on each task with the same steps and settings as its from-scratch twin (tokens = 0), which has "
+        "the same architecture, vocabulary and seed. Error bars are 95% t intervals over seeds; the dashed line is "
+        "the majority-class (or copy-the-source) baseline."
+    )
+    s.figure(
+        figures.save(figures.pretrain_gain(pre, order), fig_dir, "pretrain_gain"),
+        "Fine-tuned test metric against pre-training tokens.",
+    )
+    table = (
+        pre.groupby(["task", "encoder", "objective", "tokens"], sort=False)
+        .agg(metric=("metric", "first"), seeds=("seed", "nunique"))
+        .reset_index()
+    )
     table["test"] = _ci_by_metric(pre, ["task", "encoder", "objective", "tokens"]).to_numpy()
-    wide = table.pivot_table(index=["task", "metric", "encoder", "objective"], columns="tokens", values="test", aggfunc="first")
+    wide = table.pivot_table(
+        index=["task", "metric", "encoder", "objective"], columns="tokens", values="test", aggfunc="first"
+    )
     wide.columns = ["scratch" if c == 0 else f"{c:,} tokens" for c in wide.columns]
     wide = wide.reset_index()
     wide["order"] = wide["encoder"].map({e: i for i, e in enumerate(order)})
-    s.table(wide.sort_values(["task", "order"]).drop(columns="order"), "test metric by pre-training tokens, mean [95% CI] over seeds")
+    s.table(
+        wide.sort_values(["task", "order"]).drop(columns="order"),
+        "test metric by pre-training tokens, mean [95% CI] over seeds",
+    )
     top = pre["tokens"].max()
     gains = []
     for (task, encoder, objective), g in pre.groupby(["task", "encoder", "objective"], sort=False):
         by_seed = g.pivot_table(index="seed", columns="tokens", values="value")
         if 0 in by_seed and top in by_seed and top:
-            gains.append({"task": task, "encoder": encoder, "objective": objective,
-                          "gain": _ci_text((by_seed[top] - by_seed[0]).dropna())})  # fmt: skip
+            gains.append(
+                {
+                    "task": task,
+                    "encoder": encoder,
+                    "objective": objective,
+                    "gain": _ci_text((by_seed[top] - by_seed[0]).dropna()),
+                }
+            )
     if gains:
         s.table(pd.DataFrame(gains), f"gain of pre-training ({top:,} tokens) over scratch, same seed, mean [95% CI]")
     for column, what in (("distance", "cue distance"), ("distractors", "number of distractor cues")):
         cols = sorted([c for c in pre if str(c).startswith(f"{column}=")], key=lambda c: int(c.split("=")[1]))
         if cols:
             probe = pre.dropna(subset=cols, how="all")
-            table = probe.groupby(["task", "encoder", "objective", "tokens"])[cols].agg(_ci_of("accuracy")).reset_index()
+            table = (
+                probe.groupby(["task", "encoder", "objective", "tokens"])[cols].agg(_ci_of("accuracy")).reset_index()
+            )
             s.table(table, f"sense probe: test accuracy by {what}, mean [95% CI] (chance 0.5 once the word is read)")
     if not curves.empty:
-        s.figure(figures.save(figures.pretrain_loss(curves, order), fig_dir, "pretrain_loss"), "Pre-training loss against tokens seen.")
-        cost = curves.groupby(["encoder", "objective"]).agg(tokens=("tokens_seen", "max"), flops=("flops", "mean"),
-                                                          seconds=("train_s", "mean"), seeds=("seed", "nunique"))  # fmt: skip
+        s.figure(
+            figures.save(figures.pretrain_loss(curves, order), fig_dir, "pretrain_loss"),
+            "Pre-training loss against tokens seen.",
+        )
+        cost = curves.groupby(["encoder", "objective"]).agg(
+            tokens=("tokens_seen", "max"),
+            flops=("flops", "mean"),
+            seconds=("train_s", "mean"),
+            seeds=("seed", "nunique"),
+        )
         cost["TFLOP"] = (cost.pop("flops") / 1e12).round(3)
-        s.table(cost.reset_index().round(1), "pre-training cost per run: tokens seen, estimated training FLOPs, wall time")
+        s.table(
+            cost.reset_index().round(1), "pre-training cost per run: tokens seen, estimated training FLOPs, wall time"
+        )
     return s
 
 
@@ -257,28 +359,49 @@ def _tuning_section(records: pd.DataFrame) -> Section | None:
             continue
         metric = r["info"].get("selection_metric")
         values = {(m["setting"], m["metric"]): m["value"] for m in r["metrics"]}
-        rows.append({"encoder": r["encoder"], "trial": str(Path(r["path"]).parent.parent.name), "task": r["task"],
-                     "seed": r["seed"], "validation": values.get(("validation", metric)),
-                     "test": values.get(("test", metric)), "metric": metric, "trials": tune["trials"],
-                     "space": tune.get("space"),
-                     "settings": ", ".join(o for o in r["env"].get("overrides", []) if not o.startswith(("suite=", "model=")))})  # fmt: skip
+        rows.append(
+            {
+                "encoder": r["encoder"],
+                "trial": str(Path(r["path"]).parent.parent.name),
+                "task": r["task"],
+                "seed": r["seed"],
+                "validation": values.get(("validation", metric)),
+                "test": values.get(("test", metric)),
+                "metric": metric,
+                "trials": tune["trials"],
+                "space": tune.get("space"),
+                "settings": ", ".join(
+                    o for o in r["env"].get("overrides", []) if not o.startswith(("suite=", "model="))
+                ),
+            }
+        )
     if not rows:
         return None
     frame = pd.DataFrame(rows)
     s = Section("Tuning")
-    s.text("Each encoder was tuned with the same number of trials (Optuna, TPE, seeded) over its own search space; "
-           "trials are compared on the mean validation metric of the tuning tasks over their seeds, and the test "
-           "metric of the chosen trial is shown beside it, mean [95% CI] over seeds of the mean over tasks. "
-           "Test never enters the choice.")  # fmt: skip
+    s.text(
+        "Each encoder was tuned with the same number of trials (Optuna, TPE, seeded) over its own search space; "
+        "trials are compared on the mean validation metric of the tuning tasks over their seeds, and the test "
+        "metric of the chosen trial is shown beside it, mean [95% CI] over seeds of the mean over tasks. "
+        "Test never enters the choice."
+    )
     best = []
     for encoder, part in frame.groupby("encoder"):
         trials = part.groupby("trial").agg(validation=("validation", "mean"), settings=("settings", "first"))
         chosen = trials["validation"].idxmax()
         per_seed = part[part["trial"] == chosen].groupby("seed")[["validation", "test"]].mean()
-        best.append({"encoder": encoder, "trials run": len(trials), "trial budget": int(part["trials"].iloc[0]),
-                     "search space": part["space"].iloc[0], "chosen settings": trials.loc[chosen, "settings"],
-                     "validation": _ci_text(per_seed["validation"], part["metric"].iloc[0]),
-                     "test": _ci_text(per_seed["test"], part["metric"].iloc[0]), "seeds": len(per_seed)})  # fmt: skip
+        best.append(
+            {
+                "encoder": encoder,
+                "trials run": len(trials),
+                "trial budget": int(part["trials"].iloc[0]),
+                "search space": part["space"].iloc[0],
+                "chosen settings": trials.loc[chosen, "settings"],
+                "validation": _ci_text(per_seed["validation"], part["metric"].iloc[0]),
+                "test": _ci_text(per_seed["test"], part["metric"].iloc[0]),
+                "seeds": len(per_seed),
+            }
+        )
     s.table(pd.DataFrame(best), "the chosen trial of each encoder (mean over the tuning tasks)")
     return s
 
@@ -291,51 +414,73 @@ def _answer_section(records, speed, acc, order, fig_dir, suites, run_dir) -> Sec
         s.banner(banner)
     s.text(line)
     chosen = answer.picks(acc, order)
-    for device, on_device in (chosen.groupby("device", sort=False) if not chosen.empty else []):
+    for device, on_device in chosen.groupby("device", sort=False) if not chosen.empty else []:
         for budget, part in on_device.groupby(on_device["budget"].fillna(-1), sort=False):
             size = f"{budget / 1e6:.3g}M-parameter encoders" if budget != -1 else "encoders"
             table = part.drop(columns=["device", "budget", "source", "task_name"]).dropna(axis=1, how="all")
-            s.table(table, f"on {device}, {size}, {part['source'].iloc[0]} data: the pick per task, and each encoder's "
-                           "test metric, mean [95% CI] over seeds · training throughput in those runs")  # fmt: skip
+            s.table(
+                table,
+                f"on {device}, {size}, {part['source'].iloc[0]} data: the pick per task, and each encoder's "
+                "test metric, mean [95% CI] over seeds · training throughput in those runs",
+            )
         stem = "answer_" + re.sub(r"[^a-z0-9]+", "_", device.lower()).strip("_")
         runs = acc[acc["device"].fillna("unknown device") == device]
-        ringed = {t: [e for e in order if frames.name_of(e) == pick] for t, pick in zip(on_device["task_name"], on_device["pick"])}
-        s.figure(figures.save(figures.pareto(runs, order, ringed), fig_dir, stem),
-                 f"Test metric (95% interval) against training throughput per task on {device}; the pick is ringed, "
-                 "the grey line joins encoders no other beats on both.")  # fmt: skip
+        ringed = {
+            t: [e for e in order if frames.name_of(e) == pick]
+            for t, pick in zip(on_device["task_name"], on_device["pick"])
+        }
+        s.figure(
+            figures.save(figures.pareto(runs, order, ringed), fig_dir, stem),
+            f"Test metric (95% interval) against training throughput per task on {device}; the pick is ringed, "
+            "the grey line joins encoders no other beats on both.",
+        )
     quality_devices = set(chosen["device"]) if not chosen.empty else set()
     for device, part in claims_mod.split_by(speed, "device"):
         glance = answer.speed_glance(part, order)
         if device and quality_devices and device not in quality_devices:
-            s.text(f"On {device} only speed was measured: the quality picks above come from "
-                   f"{', '.join(sorted(quality_devices))}; where they are tied, the speed below decides on {device}.")  # fmt: skip
+            s.text(
+                f"On {device} only speed was measured: the quality picks above come from "
+                f"{', '.join(sorted(quality_devices))}; where they are tied, the speed below decides on {device}."
+            )
         if not glance.empty:
-            s.table(glance, f"speed on {device or 'this device'} at the shortest and longest T measured "
-                            "(the comparison measured over the most T; full tables below)")  # fmt: skip
+            s.table(
+                glance,
+                f"speed on {device or 'this device'} at the shortest and longest T measured "
+                "(the comparison measured over the most T; full tables below)",
+            )
     rule = s.details("How the pick is made, and where these numbers come from")
     rule.text(answer.PICK_RULE)
-    rule.text(f"Built from the records under {run_dir}; encoders: {', '.join(order) or 'none'}; suites: "
-              f"{', '.join(sorted(suites)) or 'none'}. Every number on this page comes from those records; "
-              "`python -m bench.report DIR` rebuilds it.")  # fmt: skip
+    rule.text(
+        f"Built from the records under {run_dir}; encoders: {', '.join(order) or 'none'}; suites: "
+        f"{', '.join(sorted(suites)) or 'none'}. Every number on this page comes from those records; "
+        "`python -m bench.report DIR` rebuilds it."
+    )
     if records.attrs.get("duplicates"):
-        rule.text(f"{records.attrs['duplicates']} more record files repeated a measurement already read (the same "
-                  "key in several job folders, as older trees could hold) and were read once: each measurement "
-                  "counts once in every table and interval.")  # fmt: skip
+        rule.text(
+            f"{records.attrs['duplicates']} more record files repeated a measurement already read (the same "
+            "key in several job folders, as older trees could hold) and were read once: each measurement "
+            "counts once in every table and interval."
+        )
     return s
 
 
 def _claims_section(verdicts: pd.DataFrame) -> Section:
     """The claims, one line each; the full evidence, conditions and rules behind a fold."""
     s = Section("Claims of the published comparison")
-    s.text("Each claim is judged by the rule given for it, on this run's records only; 'inconclusive' means "
-           "the intervals do not separate at this sample size or the evidence is mixed.")  # fmt: skip
+    s.text(
+        "Each claim is judged by the rule given for it, on this run's records only; 'inconclusive' means "
+        "the intervals do not separate at this sample size or the evidence is mixed."
+    )
     s.table(verdicts[["verdict", "claim", "headline"]].rename(columns={"headline": "evidence, in short"}))
     more = s.details("Full evidence and conditions of each verdict")
     more.table(verdicts[["claim", "evidence", "conditions"]])
     # a claim judged on several devices or comparisons: its rule once
     judged_on = verdicts["judged_on"].fillna("") if "judged_on" in verdicts else pd.Series("", index=verdicts.index)
-    rules = verdicts[["claim", "rule"]].assign(
-        claim=[c.removesuffix(j) if j else c for c, j in zip(verdicts["claim"], judged_on)]).drop_duplicates("claim")
+    rules = (
+        verdicts[["claim", "rule"]]
+        .assign(claim=[c.removesuffix(j) if j else c for c, j in zip(verdicts["claim"], judged_on)])
+        .drop_duplicates("claim")
+    )
     s.details("The rule behind each verdict").table(rules)
     return s
 
@@ -346,13 +491,19 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     fig_dir = out_dir / "figures"
     records = load_records(run_dir)
     order = frames.encoder_order(records["encoder"].dropna()) if len(records) else []
-    speed, latency, scaling, gemm = (frames.speed(records), frames.latency(records), frames.scaling(records),
-                                     frames.gemm(records))  # fmt: skip
+    speed, latency, scaling, gemm = (
+        frames.speed(records),
+        frames.latency(records),
+        frames.scaling(records),
+        frames.gemm(records),
+    )
     dist, acc, failed = frames.distance(records), frames.accuracy(records), frames.failures(records)
     pre, curves, attract = frames.pretrain(records), frames.pretrain_curves(records), frames.attractors(records)
     grid = frames.speed(records, grid=True)
     frames.label_sizes(speed, grid, latency, scaling, gemm, dist, acc, pre, curves, attract)
-    order = frames.encoder_order(set().union(*(set(t["encoder"]) for t in (speed, dist, acc, pre) if not t.empty))) or order
+    order = (
+        frames.encoder_order(set().union(*(set(t["encoder"]) for t in (speed, dist, acc, pre) if not t.empty))) or order
+    )
 
     verdicts = claims_mod.all_claims(*(claims_mod.unsized(t) for t in (speed, dist, acc, pre)))
     suites = set(records["suite"]) if len(records) else set()
@@ -363,7 +514,9 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     env.table(pd.DataFrame([{"what": k, "value": "; ".join(v)} for k, v in frames.environment(records).items()]))
 
     sections = [first, claims, env]
-    for device, part in claims_mod.split_by(speed, "device"):  # one speed section per device: never merged across devices
+    for device, part in claims_mod.split_by(
+        speed, "device"
+    ):  # one speed section per device: never merged across devices
         if not part.empty:
             latency_d, scaling_d, gemm_d, grid_d = (_on_device(t, device) for t in (latency, scaling, gemm, grid))
             sections.append(_speed_section(part, latency_d, scaling_d, gemm_d, order, fig_dir, grid_d, device))

@@ -10,7 +10,9 @@ from pathlib import Path
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="a results folder (a run, a sweep, or several)")
-    parser.add_argument("--out", type=Path, help="where to write report.md, report.html and figures/ (default: RESULTS)")
+    parser.add_argument(
+        "--out", type=Path, help="where to write report.md, report.html and figures/ (default: RESULTS)"
+    )
     args = parser.parse_args(argv)
     if not args.results.is_dir():
         print(f"fxbench: {args.results} is not a folder of results.", file=sys.stderr)

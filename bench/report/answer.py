@@ -40,8 +40,11 @@ def picks(acc: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     rows = []
     if acc.empty:
         return pd.DataFrame()
-    acc = acc.assign(device=acc["device"].fillna("unknown device"), budget=acc["budget"].fillna(-1),
-                     name=acc["name"] if "name" in acc else acc["encoder"])  # fmt: skip
+    acc = acc.assign(
+        device=acc["device"].fillna("unknown device"),
+        budget=acc["budget"].fillna(-1),
+        name=acc["name"] if "name" in acc else acc["encoder"],
+    )
     names = list(dict.fromkeys(name_of(n) for n in order))
     for (device, budget, task), part in acc.groupby(["device", "budget", "task"], sort=False):
         metric = part["metric"].iloc[0]
@@ -68,9 +71,16 @@ def picks(acc: pd.DataFrame, order: list[str]) -> pd.DataFrame:
             if vs is not None:
                 why += f"; {pick} {speed[pick] / speed[vs]:.1f}x faster in training"
         kind = part["type"].iloc[0]
-        row = {"device": device, "budget": None if budget == -1 else budget, "source": part["source"].iloc[0],
-               "task": task if task == kind else f"{task} ({kind})", "task_name": task, "metric": metric,
-               "pick": pick, "why": why}  # fmt: skip
+        row = {
+            "device": device,
+            "budget": None if budget == -1 else budget,
+            "source": part["source"].iloc[0],
+            "task": task if task == kind else f"{task} ({kind})",
+            "task_name": task,
+            "metric": metric,
+            "pick": pick,
+            "why": why,
+        }
         for e in present:
             ci = mean_ci(values[e], *RANGES.get(metric, (None, None)))
             text = str(ci) if ci.n > 1 else f"{human(ci.estimate)} (1 seed)"
@@ -101,7 +111,9 @@ def speed_glance(speed: pd.DataFrame, order: list[str]) -> pd.DataFrame:
                 fastest = at.idxmax()
                 row = {"mode": label, "dtype": dtype, "T (tokens)": T, "fastest": fastest}
                 for e in present:
-                    row[f"{e} (tok/s)"] = f"{human(at.get(e))}" + ("" if e == fastest else f" ({at[fastest] / at[e]:.2f}x slower)")
+                    row[f"{e} (tok/s)"] = f"{human(at.get(e))}" + (
+                        "" if e == fastest else f" ({at[fastest] / at[e]:.2f}x slower)"
+                    )
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -115,18 +127,29 @@ def evidence_status(records: pd.DataFrame, suites_present: set[str]) -> tuple[st
     still = sum(int(i["best_step"]) >= int(i["steps"]) for i in infos)
     quality = ok[ok["suite"].isin(["accuracy", "distance", "pretrain"])]
     seeds = quality.groupby(["suite", "encoder", "task"])["seed"].nunique() if len(quality) else pd.Series(dtype=int)
-    devices = sorted({str(e.get("device_name")) for e in records["env"] if isinstance(e, dict) and e.get("device_name")})
+    devices = sorted(
+        {str(e.get("device_name")) for e in records["env"] if isinstance(e, dict) and e.get("device_name")}
+    )
     missing = sorted({"speed", "distance", "accuracy", "pretrain"} - suites_present)
-    line = (f"Evidence: {len(records)} records ({len(ok)} ok, {len(records) - len(ok)} failed) on {', '.join(devices) or 'an unknown device'}"
-            + (f"; quality runs with {_span(seeds.min(), seeds.max())} seeds per encoder and task" if len(seeds) else "")
-            + (f"; {still} of {len(infos)} trained runs picked their last checkpoint, so were still improving when "
-               "stopped (their scores are lower bounds)" if infos else "")
-            + (f"; not measured: {', '.join(missing)}" if missing else "") + ".")  # fmt: skip
+    line = (
+        f"Evidence: {len(records)} records ({len(ok)} ok, {len(records) - len(ok)} failed) on {', '.join(devices) or 'an unknown device'}"
+        + (f"; quality runs with {_span(seeds.min(), seeds.max())} seeds per encoder and task" if len(seeds) else "")
+        + (
+            f"; {still} of {len(infos)} trained runs picked their last checkpoint, so were still improving when "
+            "stopped (their scores are lower bounds)"
+            if infos
+            else ""
+        )
+        + (f"; not measured: {', '.join(missing)}" if missing else "")
+        + "."
+    )
     short = [int(i["steps"]) for i in infos if int(i["steps"]) < SMOKE_STEPS]
     smoke = any("experiment=smoke" in (e.get("overrides") or []) for e in records["env"] if isinstance(e, dict))
     banner = None
     if short or smoke:
-        banner = (f"Reduced run: {len(short)} of {len(infos)} trained runs had fewer than {SMOKE_STEPS} training steps"
-                  f"{' (experiment=smoke)' if smoke else ''}. Its picks and verdicts show that the pipeline works; "
-                  "they are not evidence about the encoders.")  # fmt: skip
+        banner = (
+            f"Reduced run: {len(short)} of {len(infos)} trained runs had fewer than {SMOKE_STEPS} training steps"
+            f"{' (experiment=smoke)' if smoke else ''}. Its picks and verdicts show that the pipeline works; "
+            "they are not evidence about the encoders."
+        )
     return line, banner

@@ -25,10 +25,16 @@ HOLDS, FAILS, UNSURE, MISSING = "holds", "does not hold", "inconclusive", "missi
 RNN, CNN, TRANSFORMER = "rnn", "cnn", "transformer"  # the roles the published comparison's claims name
 ROLE_FAMILIES = {RNN: "rnn", CNN: "cnn", TRANSFORMER: "attention"}  # the architecture family that fills each role
 ROLE_NAMES = {RNN: "RNN", CNN: "CNN", TRANSFORMER: "Transformer"}
-DEFAULT_CAST = {RNN: "lstm", CNN: "cnn", TRANSFORMER: "transformer"}  # who stands for each role in the published comparison
+DEFAULT_CAST = {
+    RNN: "lstm",
+    CNN: "cnn",
+    TRANSFORMER: "transformer",
+}  # who stands for each role in the published comparison
 
-SPEED_RULE = ("at every T measured, each neighbour pair in the claimed order is faster by a ratio of median times "
-              "whose 95% bootstrap interval excludes 1; does not hold if any pair is significantly reversed")
+SPEED_RULE = (
+    "at every T measured, each neighbour pair in the claimed order is faster by a ratio of median times "
+    "whose 95% bootstrap interval excludes 1; does not hold if any pair is significantly reversed"
+)
 DIFF_RULE = "95% Welch t interval of the difference of means over seeds excludes 0"
 
 
@@ -51,8 +57,10 @@ def casts(*tables: pd.DataFrame) -> list[dict[str, str]]:
         sized = table[~table["preset"].fillna(False).astype(bool)] if "preset" in table else table
         for role, family in ROLE_FAMILIES.items():
             members[role] |= set(sized.loc[sized["family"] == family, "encoder"])
-    choices = [sorted(members[role], key=lambda e: (e != DEFAULT_CAST[role], e)) or [DEFAULT_CAST[role]]
-               for role in ROLE_FAMILIES]  # fmt: skip
+    choices = [
+        sorted(members[role], key=lambda e: (e != DEFAULT_CAST[role], e)) or [DEFAULT_CAST[role]]
+        for role in ROLE_FAMILIES
+    ]
     return [dict(zip(ROLE_FAMILIES, combo)) for combo in itertools.product(*choices)]
 
 
@@ -72,8 +80,14 @@ def comparison(table: pd.DataFrame, encoders) -> pd.DataFrame:
 def _row(claim, verdict, evidence, rule, conditions, headline=None):
     """One verdict; ``headline`` is its evidence in one line for the report's first screen (default: the
     evidence, cut at a clause)."""
-    return {"claim": claim, "verdict": verdict, "evidence": evidence, "rule": rule, "conditions": conditions,
-            "headline": headline or one_line(evidence)}  # fmt: skip
+    return {
+        "claim": claim,
+        "verdict": verdict,
+        "evidence": evidence,
+        "rule": rule,
+        "conditions": conditions,
+        "headline": headline or one_line(evidence),
+    }
 
 
 def one_line(text: str, width: int = 150) -> str:
@@ -105,8 +119,10 @@ def _orders_by_T(observed: list[tuple[int, str]]) -> str:
 def _speed_conditions(speed: pd.DataFrame, encoders) -> str:
     part = speed[speed["encoder"].isin(encoders)]
     sizes = ", ".join(f"{e} {int(p) / 1e6:.2f}M" for e, p in part.groupby("encoder")["params"].first().items())
-    return (f"{'; '.join(sorted(set(part['device'].dropna())))}; T {part['T'].min()}-{part['T'].max()}, "
-            f"batch {', '.join(map(str, sorted(set(part['B']))))}; encoder parameters: {sizes}")  # fmt: skip
+    return (
+        f"{'; '.join(sorted(set(part['device'].dropna())))}; T {part['T'].min()}-{part['T'].max()}, "
+        f"batch {', '.join(map(str, sorted(set(part['B']))))}; encoder parameters: {sizes}"
+    )
 
 
 def _times(speed, encoder, T, mode, dtype):
@@ -121,7 +137,9 @@ def speed_order(speed: pd.DataFrame, claimed: list[str], label: str, mode: str, 
     if speed.empty or not set(claimed) <= set(speed["encoder"]):
         missing = sorted(set(claimed) - set(speed.get("encoder", [])))
         run = "experiment=seed_claims" if any("_" in m for m in missing) else "suite=speed"
-        return _row(claim, MISSING, f"no speed records for {', '.join(missing)} (run `python -m bench {run}`)", SPEED_RULE, "")
+        return _row(
+            claim, MISSING, f"no speed records for {', '.join(missing)} (run `python -m bench {run}`)", SPEED_RULE, ""
+        )
     lens = sorted(set.intersection(*(set(speed[speed["encoder"] == e]["T"]) for e in claimed)))
     ok, reversed_at, observed, orders = True, [], [], []
     for T in lens:
@@ -130,7 +148,7 @@ def speed_order(speed: pd.DataFrame, claimed: list[str], label: str, mode: str, 
             continue
         orders.append((T, " > ".join(part.sort_values(f"{mode}_tokens_per_s", ascending=False)["encoder"])))
         observed.append(f"T={T}: {orders[-1][1]}")
-        for a, b in zip(claimed, claimed[1:]):
+        for a, b in itertools.pairwise(claimed):
             ta, tb = _times(speed, a, T, mode, dtype), _times(speed, b, T, mode, dtype)
             if ta is None or tb is None:
                 ok = False
@@ -144,14 +162,18 @@ def speed_order(speed: pd.DataFrame, claimed: list[str], label: str, mode: str, 
     evidence = "observed: " + "; ".join(observed)
     if reversed_at:
         evidence += ". Reversed: " + "; ".join(reversed_at[:4]) + (" ..." if len(reversed_at) > 4 else "")
-    headline = f"observed {_orders_by_T(orders)}" + (f"; {len(reversed_at)} significant reversals" if reversed_at else "")
+    headline = f"observed {_orders_by_T(orders)}" + (
+        f"; {len(reversed_at)} significant reversals" if reversed_at else ""
+    )
     return _row(claim, verdict, evidence, SPEED_RULE, _speed_conditions(speed, claimed), one_line(headline, 200))
 
 
 def rnn_slowdown(speed: pd.DataFrame, mode: str, dtype: str = "fp32", cast: dict = DEFAULT_CAST) -> dict:
     claim = f"The RNN is 3x to tens of times slower ({'inference' if mode == 'infer' else 'training step'}, {dtype})"
-    rule = ("per T, the speed of the faster of the parameter-matched CNN and Transformer over the RNN's, with a 95% bootstrap interval: "
-            "holds if the interval is >= 3 at every T, does not hold if it is below 3 at some T")
+    rule = (
+        "per T, the speed of the faster of the parameter-matched CNN and Transformer over the RNN's, with a 95% bootstrap interval: "
+        "holds if the interval is >= 3 at every T, does not hold if it is below 3 at some T"
+    )
     rnn, roles = cast[RNN], list(cast.values())
     speed = comparison(speed, roles) if not comparison(speed, roles).empty else speed
     others = [e for e in (cast[CNN], cast[TRANSFORMER]) if e in set(speed.get("encoder", []))]
@@ -184,22 +206,27 @@ def agreement_beyond(dist: pd.DataFrame, threshold: int = 13, cast: dict = DEFAU
     rnn, trans_name = cast[RNN], cast[TRANSFORMER]
     part = dist[dist["probe"] == "agreement"] if not dist.empty else dist
     part = comparison(part, [rnn, trans_name]) if not comparison(part, [rnn, trans_name]).empty else part
-    far = (lambda d: d["distance"] > threshold)
+    far = lambda d: d["distance"] > threshold
     if part.empty or not {rnn, trans_name} <= set(part["encoder"]) or not far(part).any():
-        return _row(claim, MISSING, f"needs agreement records of {rnn} and {trans_name} at distances > {threshold}", rule, "")
+        return _row(
+            claim, MISSING, f"needs agreement records of {rnn} and {trans_name} at distances > {threshold}", rule, ""
+        )
     lstm, trans = _per_seed(part, rnn, far), _per_seed(part, trans_name, far)
     diff = welch_diff(lstm, trans)
     verdict = HOLDS if diff.low > 0 else FAILS if diff.high < 0 else UNSURE
-    evidence = (f"accuracy at d > {threshold}: {rnn} {np.mean(lstm):.3f}, {trans_name} {np.mean(trans):.3f}; "
-                f"difference {diff}")  # fmt: skip
-    near = (lambda d: d["distance"] <= threshold)
+    evidence = (
+        f"accuracy at d > {threshold}: {rnn} {np.mean(lstm):.3f}, {trans_name} {np.mean(trans):.3f}; difference {diff}"
+    )
+    near = lambda d: d["distance"] <= threshold
     if near(part).any():  # is the gap specific to long distances?
         near_diff = welch_diff(_per_seed(part, rnn, near), _per_seed(part, trans_name, near))
         evidence += f"; at d <= {threshold} the difference is {near_diff}"
         if diff.low > 0 and near_diff.low > 0:
             evidence += " (the gap is there at short distances too, so it is not about distance)"
-    conditions = (f"distances {sorted(set(part[far(part)]['distance']))}; {diff.n} seeds; encoder parameters "
-                  f"{', '.join(f'{e} {int(p):,}' for e, p in part.groupby('encoder')['encoder_params'].first().items())}")
+    conditions = (
+        f"distances {sorted(set(part[far(part)]['distance']))}; {diff.n} seeds; encoder parameters "
+        f"{', '.join(f'{e} {int(p):,}' for e, p in part.groupby('encoder')['encoder_params'].first().items())}"
+    )
     return _row(claim, verdict, evidence, rule, conditions)
 
 
@@ -219,9 +246,11 @@ def _normalised_far(dist: pd.DataFrame) -> pd.DataFrame:
 
 def cnn_behind(dist: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     claim = "A plain CNN falls behind on long distances"
-    rule = ("per seed, the score (0 = chance, 1 = perfect) averaged over the longer half of every probe's distances; "
-            f"the CNN's minus the RNN's and minus the Transformer's, {DIFF_RULE}: holds if the CNN is below both, "
-            "does not hold if above either")  # fmt: skip
+    rule = (
+        "per seed, the score (0 = chance, 1 = perfect) averaged over the longer half of every probe's distances; "
+        f"the CNN's minus the RNN's and minus the Transformer's, {DIFF_RULE}: holds if the CNN is below both, "
+        "does not hold if above either"
+    )
     cnn_name = cast[CNN]
     if not dist.empty and not comparison(dist, [cnn_name]).empty:
         dist = comparison(dist, [cnn_name])
@@ -232,20 +261,33 @@ def cnn_behind(dist: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     per_seed = scored.groupby(["encoder", "seed"])["score"].mean()
     cnn = per_seed.loc[cnn_name].tolist()
     diffs = {e: welch_diff(cnn, per_seed.loc[e].tolist()) for e in set(dist["encoder"]) - {cnn_name}}
-    verdict = (HOLDS if all(d.high < 0 for d in diffs.values()) else
-               FAILS if any(d.low > 0 for d in diffs.values()) else UNSURE)  # fmt: skip
+    verdict = (
+        HOLDS
+        if all(d.high < 0 for d in diffs.values())
+        else FAILS
+        if any(d.low > 0 for d in diffs.values())
+        else UNSURE
+    )
     rf = int(dist[dist["encoder"] == cnn_name]["receptive_field"].iloc[0])
-    evidence = ("mean long-distance score: " + ", ".join(f"{e} {per_seed.loc[e].mean():.3f}" for e in sorted(set(dist["encoder"])))
-                + f"; {cnn_name} minus " + "; ".join(f"{e}: {d}" for e, d in sorted(diffs.items())))  # fmt: skip
-    conditions = (f"probes {', '.join(sorted(set(dist['probe'])))}; {cnn_name} receptive field {rf} tokens: "
-                  f"{(rf - 1) // 2} each side when bidirectional, {rf - 1} back when causal")  # fmt: skip
+    evidence = (
+        "mean long-distance score: "
+        + ", ".join(f"{e} {per_seed.loc[e].mean():.3f}" for e in sorted(set(dist["encoder"])))
+        + f"; {cnn_name} minus "
+        + "; ".join(f"{e}: {d}" for e, d in sorted(diffs.items()))
+    )
+    conditions = (
+        f"probes {', '.join(sorted(set(dist['probe'])))}; {cnn_name} receptive field {rf} tokens: "
+        f"{(rf - 1) // 2} each side when bidirectional, {rf - 1} back when causal"
+    )
     return _row(claim, verdict, evidence, rule, conditions)
 
 
 def task_order(acc: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     claim = "Task accuracy Transformer > CNN > RNN"
-    rule = (f"per task, the Transformer's minus the CNN's and the CNN's minus the RNN's test metric, {DIFF_RULE}: "
-            "holds if both are positive on every task, does not hold if either is negative on some task")
+    rule = (
+        f"per task, the Transformer's minus the CNN's and the CNN's minus the RNN's test metric, {DIFF_RULE}: "
+        "holds if both are positive on every task, does not hold if either is negative on some task"
+    )
     t, c, r = cast[TRANSFORMER], cast[CNN], cast[RNN]
     acc = comparison(acc, [r, c, t]) if not comparison(acc, [r, c, t]).empty else acc
     if acc.empty or not {r, c, t} <= set(acc["encoder"]):
@@ -257,14 +299,18 @@ def task_order(acc: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
         if not all(seeds.values()):
             continue
         pairs = [welch_diff(seeds[t], seeds[c]), welch_diff(seeds[c], seeds[r])]
-        statuses.append("reversed" if any(d.high < 0 for d in pairs) else "holds" if all(d.low > 0 for d in pairs) else "unclear")
+        statuses.append(
+            "reversed" if any(d.high < 0 for d in pairs) else "holds" if all(d.low > 0 for d in pairs) else "unclear"
+        )
         ranking = part.groupby("encoder")["value"].mean().sort_values(ascending=False)
-        evidence.append(f"{task}: {' > '.join(ranking.index)} ({statuses[-1]}; {t} - {c} {pairs[0]}, "
-                        f"{c} - {r} {pairs[1]})")
+        evidence.append(
+            f"{task}: {' > '.join(ranking.index)} ({statuses[-1]}; {t} - {c} {pairs[0]}, {c} - {r} {pairs[1]})"
+        )
         short.append(f"{task}: {' > '.join(ranking.index)} ({statuses[-1]})")
     verdict = FAILS if "reversed" in statuses else HOLDS if statuses and all(s == "holds" for s in statuses) else UNSURE
-    conditions = (f"{acc['seed'].nunique()} seeds; encoder parameters "
-                  + ", ".join(f"{e} {int(p):,}" for e, p in acc.groupby("encoder")["encoder_params"].median().items()))
+    conditions = f"{acc['seed'].nunique()} seeds; encoder parameters " + ", ".join(
+        f"{e} {int(p):,}" for e, p in acc.groupby("encoder")["encoder_params"].median().items()
+    )
     return _row(claim, verdict, "; ".join(evidence), rule, conditions, one_line("; ".join(short), 200))
 
 
@@ -275,7 +321,9 @@ def split_by(table: pd.DataFrame, column: str) -> list[tuple]:
     return [(None, table)] if len(values) <= 1 else [(v, table[table[column] == v]) for v in values]
 
 
-def all_claims(speed: pd.DataFrame, dist: pd.DataFrame, acc: pd.DataFrame, pre: pd.DataFrame | None = None) -> pd.DataFrame:
+def all_claims(
+    speed: pd.DataFrame, dist: pd.DataFrame, acc: pd.DataFrame, pre: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Every claim's verdict, once per device (speed) or comparison (pre-training), and once per way of filling
     the roles (``casts``): where a role has several encoders, the claim names who stood for it."""
     pre = pd.DataFrame() if pre is None else pre
@@ -286,11 +334,21 @@ def all_claims(speed: pd.DataFrame, dist: pd.DataFrame, acc: pd.DataFrame, pre: 
         cast_rows = []
         for device, part in split_by(speed, "device"):  # speed is judged on one device at a time, never across devices
             for mode in ("infer", "train"):
-                device_rows = [speed_order(part, [cast[TRANSFORMER], cast[CNN], cast[RNN]],
-                                           "Transformer > CNN > RNN, parameter-matched", mode),
-                               speed_order(part, ["transformer_base", cast[CNN], "transformer_big", cast[RNN]],
-                                           "Transformer-Base > CNN > Transformer-Big > RNN", mode),
-                               rnn_slowdown(part, mode, cast=cast)]  # fmt: skip
+                device_rows = [
+                    speed_order(
+                        part,
+                        [cast[TRANSFORMER], cast[CNN], cast[RNN]],
+                        "Transformer > CNN > RNN, parameter-matched",
+                        mode,
+                    ),
+                    speed_order(
+                        part,
+                        ["transformer_base", cast[CNN], "transformer_big", cast[RNN]],
+                        "Transformer-Base > CNN > Transformer-Big > RNN",
+                        mode,
+                    ),
+                    rnn_slowdown(part, mode, cast=cast),
+                ]
                 for row in device_rows:
                     row["judged_on"] = f" on {device}" if device else ""
                 cast_rows += device_rows
@@ -307,7 +365,9 @@ def all_claims(speed: pd.DataFrame, dist: pd.DataFrame, acc: pd.DataFrame, pre: 
             row["judged_on"] += f" [{who}]" if who else ""
             row["claim"] += row["judged_on"]
             row["cast"] = cast_text(cast)
-            row["conditions"] = f"roles filled by {cast_text(cast)}" + (f"; {row['conditions']}" if row["conditions"] else "")
+            row["conditions"] = f"roles filled by {cast_text(cast)}" + (
+                f"; {row['conditions']}" if row["conditions"] else ""
+            )
         rows += cast_rows
     return pd.DataFrame(rows)
 
@@ -317,7 +377,7 @@ def _pretrain_scores(pre: pd.DataFrame) -> pd.DataFrame | None:
     averaged over tasks; the mlm objective where several were run."""
     if pre.empty:
         return None
-    objective = "mlm" if "mlm" in set(pre["objective"]) else sorted(set(pre["objective"]))[0]
+    objective = "mlm" if "mlm" in set(pre["objective"]) else min(set(pre["objective"]))
     part = pre[pre["objective"] == objective]
     top = part["tokens"].max()
     if top == 0:
@@ -326,41 +386,63 @@ def _pretrain_scores(pre: pd.DataFrame) -> pd.DataFrame | None:
     return part.groupby(["encoder", "seed", "arm"])["score"].mean().unstack("arm")
 
 
-SCORE = ("score = (test metric - baseline) / (perfect - baseline), averaged over the fine-tuning tasks per seed; "
-         "gain = pre-trained (largest budget) minus scratch score")
+SCORE = (
+    "score = (test metric - baseline) / (perfect - baseline), averaged over the fine-tuning tasks per seed; "
+    "gain = pre-trained (largest budget) minus scratch score"
+)
 
 
 def pretrain_helps_transformer_most(pre: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     claim = "Two-stage training helps the Transformer most"
-    rule = (f"{SCORE}; the Transformer's gain minus the RNN's and minus the CNN's, {DIFF_RULE}: holds if above both, "
-            "does not hold if below either")  # fmt: skip
+    rule = (
+        f"{SCORE}; the Transformer's gain minus the RNN's and minus the CNN's, {DIFF_RULE}: holds if above both, "
+        "does not hold if below either"
+    )
     t = cast[TRANSFORMER]
     scores = _pretrain_scores(pre[pre["encoder"].isin(cast.values())] if not pre.empty else pre)
     if scores is None or t not in scores.index.get_level_values(0) or len(set(scores.index.get_level_values(0))) < 2:
-        return _row(claim, MISSING, f"needs pretrain records of the {t} and another family "
-                    "(run `python -m bench suite=pretrain`)", rule, "")  # fmt: skip
+        return _row(
+            claim,
+            MISSING,
+            f"needs pretrain records of the {t} and another family (run `python -m bench suite=pretrain`)",
+            rule,
+            "",
+        )
     gain = (scores["pretrained"] - scores["scratch"]).dropna()
     trans = gain.loc[t].tolist()
     diffs = {e: welch_diff(trans, gain.loc[e].tolist()) for e in set(gain.index.get_level_values(0)) - {t}}
-    verdict = (HOLDS if all(d.low > 0 for d in diffs.values()) else
-               FAILS if any(d.high < 0 for d in diffs.values()) else UNSURE)  # fmt: skip
-    evidence = ("mean gain: " + ", ".join(f"{e} {gain.loc[e].mean():+.3f}" for e in sorted(set(gain.index.get_level_values(0))))
-                + f"; {t} minus " + "; ".join(f"{e}: {d}" for e, d in sorted(diffs.items())))  # fmt: skip
+    verdict = (
+        HOLDS
+        if all(d.low > 0 for d in diffs.values())
+        else FAILS
+        if any(d.high < 0 for d in diffs.values())
+        else UNSURE
+    )
+    evidence = (
+        "mean gain: "
+        + ", ".join(f"{e} {gain.loc[e].mean():+.3f}" for e in sorted(set(gain.index.get_level_values(0))))
+        + f"; {t} minus "
+        + "; ".join(f"{e}: {d}" for e, d in sorted(diffs.items()))
+    )
     return _row(claim, verdict, evidence, rule, _pretrain_conditions(pre))
 
 
 def small_data_gap_closes(pre: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     claim = "With pre-training, the small-data gap between the Transformer and the RNN closes"
-    rule = (f"{SCORE}; gap = the RNN's minus the Transformer's score per seed, {DIFF_RULE.replace('difference of means', 'gap')}: "
-            "holds if the scratch gap is above 0 and the pre-trained gap is not, and the gap shrank (interval of "
-            "pre-trained minus scratch gap below 0); does not hold if the pre-trained gap stays above 0; inconclusive "
-            "if there is no scratch gap to close")  # fmt: skip
+    rule = (
+        f"{SCORE}; gap = the RNN's minus the Transformer's score per seed, {DIFF_RULE.replace('difference of means', 'gap')}: "
+        "holds if the scratch gap is above 0 and the pre-trained gap is not, and the gap shrank (interval of "
+        "pre-trained minus scratch gap below 0); does not hold if the pre-trained gap stays above 0; inconclusive "
+        "if there is no scratch gap to close"
+    )
     r, t = cast[RNN], cast[TRANSFORMER]
     scores = _pretrain_scores(pre)
     if scores is None or not {r, t} <= set(scores.index.get_level_values(0)):
         return _row(claim, MISSING, f"needs pretrain records of the {r} and the {t}", rule, "")
-    gaps = {arm: welch_diff(scores.loc[r][arm].dropna().tolist(), scores.loc[t][arm].dropna().tolist())
-            for arm in ("scratch", "pretrained")}  # fmt: skip
+    gaps = {
+        arm: welch_diff(scores.loc[r][arm].dropna().tolist(), scores.loc[t][arm].dropna().tolist())
+        for arm in ("scratch", "pretrained")
+    }
     per_seed = {arm: (scores.loc[r][arm] - scores.loc[t][arm]).dropna() for arm in gaps}
     shrink = welch_diff(per_seed["pretrained"].tolist(), per_seed["scratch"].tolist())
     if not gaps["scratch"].low > 0:
@@ -369,12 +451,14 @@ def small_data_gap_closes(pre: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
         verdict = FAILS
     else:
         verdict = HOLDS if shrink.high < 0 else UNSURE
-    evidence = (f"{r} minus {t} score: scratch {gaps['scratch']}, pre-trained {gaps['pretrained']}; "
-                f"change {shrink}")  # fmt: skip
+    evidence = f"{r} minus {t} score: scratch {gaps['scratch']}, pre-trained {gaps['pretrained']}; change {shrink}"
     return _row(claim, verdict, evidence, rule, _pretrain_conditions(pre))
 
 
 def _pretrain_conditions(pre: pd.DataFrame) -> str:
     tasks = ", ".join(dict.fromkeys(pre["task"]))
-    return (f"tasks {tasks}; {pre['seed'].nunique()} seeds; pre-training tokens {sorted(set(pre['tokens']) - {0})}; "
-            "encoder parameters " + ", ".join(f"{e} {int(p):,}" for e, p in pre.groupby("encoder")["encoder_params"].median().items()))
+    return (
+        f"tasks {tasks}; {pre['seed'].nunique()} seeds; pre-training tokens {sorted(set(pre['tokens']) - {0})}; "
+        "encoder parameters "
+        + ", ".join(f"{e} {int(p):,}" for e, p in pre.groupby("encoder")["encoder_params"].median().items())
+    )

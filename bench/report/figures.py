@@ -15,15 +15,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
 
-from bench.report.frames import name_of  # noqa: E402
-from bench.report.render import human  # noqa: E402
-from bench.report.stats import RANGES, mean_ci  # noqa: E402
+from bench.report.frames import name_of
+from bench.report.render import human
+from bench.report.stats import RANGES, mean_ci
 
 sns.set_theme(style="whitegrid", context="notebook")
 matplotlib.rcParams["svg.hashsalt"] = "fxbench"  # deterministic clip-path ids in the SVGs
@@ -82,7 +82,9 @@ def _objects(frame: pd.DataFrame, *columns) -> pd.DataFrame:
 def save(fig, out_dir: Path, name: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "svg"):  # no date, fixed SVG ids: the same records give the same files
-        fig.savefig(out_dir / f"{name}.{ext}", dpi=110, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None)
+        fig.savefig(
+            out_dir / f"{name}.{ext}", dpi=110, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None
+        )
     plt.close(fig)
     return out_dir / f"{name}.png"
 
@@ -125,8 +127,14 @@ def legend_below(fig, axes, extra: list | None = None, order: list[str] | None =
     widest = min(len(labels), max(3, int(fig.get_figwidth() / 1.9)))  # about as wide as the panels
     rows = -(-len(labels) // widest)
     ncol = -(-len(labels) // rows)  # balanced rows: read down each column, a family's sizes stand together
-    fig.legend([handles[label] for label in labels], labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol,
-               frameon=False)  # fmt: skip
+    fig.legend(
+        [handles[label] for label in labels],
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=ncol,
+        frameon=False,
+    )
 
 
 def _interval(values, low_bound, high_bound):
@@ -154,8 +162,15 @@ def speed_lines(speed: pd.DataFrame, value_columns: dict[str, str], ylabel: str,
                 if part.empty:
                     continue
                 part = part.groupby("T")[column].mean()
-                (line,) = ax.plot(part.index, part.values, color=colors[encoder], marker=marks[encoder],
-                                  linestyle=styles[dtype], markersize=5, label=encoder)  # fmt: skip
+                (line,) = ax.plot(
+                    part.index,
+                    part.values,
+                    color=colors[encoder],
+                    marker=marks[encoder],
+                    linestyle=styles[dtype],
+                    markersize=5,
+                    label=encoder,
+                )
                 line.set_gid(f"{encoder}|{dtype}")
                 if limit is not None and (part > limit).any():
                     above = part[part > limit]
@@ -171,8 +186,17 @@ def speed_lines(speed: pd.DataFrame, value_columns: dict[str, str], ylabel: str,
         ax.set_title(value_columns[column])
     extra = [Line2D([], [], color="grey", linestyle=styles[d], label=d) for d in dtypes] if len(dtypes) > 1 else []
     if over:
-        extra.append(Line2D([], [], marker="o", markerfacecolor="none", markeredgecolor="red", linestyle="",
-                            label=f"above {limit}: impossible (see the caption)"))  # fmt: skip
+        extra.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                markerfacecolor="none",
+                markeredgecolor="red",
+                linestyle="",
+                label=f"above {limit}: impossible (see the caption)",
+            )
+        )
     legend_below(fig, axes, extra, order=order)
     return fig
 
@@ -197,8 +221,14 @@ def distance_curves(dist: pd.DataFrame, order) -> plt.Figure:
             rows_e = part[part["encoder"] == encoder]
             summary = [(d, mean_ci(g["value"], 0.0, top)) for d, g in rows_e.groupby("distance")]
             xs = [d for d, _ in summary]
-            (line,) = ax.plot(xs, [ci.estimate for _, ci in summary], marker=marks[encoder], color=colors[encoder],
-                              label=encoder, markersize=5)  # fmt: skip
+            (line,) = ax.plot(
+                xs,
+                [ci.estimate for _, ci in summary],
+                marker=marks[encoder],
+                color=colors[encoder],
+                label=encoder,
+                markersize=5,
+            )
             line.set_gid(encoder)
             low, high = np.array([ci.low for _, ci in summary]), np.array([ci.high for _, ci in summary])
             if not np.all(np.isnan(low)):
@@ -226,8 +256,9 @@ def reach_curves(dist: pd.DataFrame, order) -> plt.Figure:
         part = frame[frame["probe"] == probe]
         for encoder in [e for e in order if e in set(part["encoder"])]:
             mean = part[part["encoder"] == encoder].groupby("distance")["reach"].mean()
-            (line,) = ax.plot(mean.index, mean.values, marker=marks[encoder], color=colors[encoder], label=encoder,
-                              markersize=5)  # fmt: skip
+            (line,) = ax.plot(
+                mean.index, mean.values, marker=marks[encoder], color=colors[encoder], label=encoder, markersize=5
+            )
             line.set_gid(encoder)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -255,8 +286,16 @@ def accuracy_points(acc: pd.DataFrame, order) -> plt.Figure:
         present = [e for e in order if e in set(part["encoder"])]
         for i, encoder in enumerate(present):
             y, below, above = _interval(part[part["encoder"] == encoder]["value"], *RANGES.get(metric, (None, None)))
-            ax.errorbar([i], [y], yerr=[[below], [above]], fmt=marks[encoder], color=colors[encoder], capsize=4,
-                        markersize=7, label=encoder)  # fmt: skip
+            ax.errorbar(
+                [i],
+                [y],
+                yerr=[[below], [above]],
+                fmt=marks[encoder],
+                color=colors[encoder],
+                capsize=4,
+                markersize=7,
+                label=encoder,
+            )
         ax.axhline(part["baseline"].mean(), linestyle="--", color="grey", label="baseline")
         ax.set_xticks(range(len(present)), present, rotation=30, ha="right")
         ax.set_xlim(-0.6, len(present) - 0.4)
@@ -278,11 +317,26 @@ def pareto(acc: pd.DataFrame, order, picks: dict | None = None) -> plt.Figure:
         part = rows.groupby("encoder")[["train_tokens_per_s", "value"]].mean()
         for encoder in [e for e in order if e in part.index]:
             y, below, above = _interval(rows[rows["encoder"] == encoder]["value"], *RANGES.get(metric, (None, None)))
-            ax.errorbar([part.loc[encoder, "train_tokens_per_s"]], [y], yerr=[[below], [above]], fmt=marks[encoder],
-                        color=colors[encoder], markersize=7, capsize=3, label=encoder)  # fmt: skip
+            ax.errorbar(
+                [part.loc[encoder, "train_tokens_per_s"]],
+                [y],
+                yerr=[[below], [above]],
+                fmt=marks[encoder],
+                color=colors[encoder],
+                markersize=7,
+                capsize=3,
+                label=encoder,
+            )
             if picks and encoder in picks.get(task, ()):
-                ax.scatter([part.loc[encoder, "train_tokens_per_s"]], [y], s=260, facecolors="none", edgecolors="black",
-                           linewidths=1.4, zorder=5)  # fmt: skip
+                ax.scatter(
+                    [part.loc[encoder, "train_tokens_per_s"]],
+                    [y],
+                    s=260,
+                    facecolors="none",
+                    edgecolors="black",
+                    linewidths=1.4,
+                    zorder=5,
+                )
         ranked = part.sort_values("train_tokens_per_s", ascending=False)
         front, best = [], -np.inf
         for encoder, row in ranked.iterrows():
@@ -297,7 +351,9 @@ def pareto(acc: pd.DataFrame, order, picks: dict | None = None) -> plt.Figure:
         ax.set_xlabel("training throughput (tokens/s)")
         ax.set_ylabel(f"test {metric}")
         ax.set_title(_task_title(rows, task))
-    ring = Line2D([], [], marker="o", markersize=14, markerfacecolor="none", markeredgecolor="black", linestyle="", label="pick")
+    ring = Line2D(
+        [], [], marker="o", markersize=14, markerfacecolor="none", markeredgecolor="black", linestyle="", label="pick"
+    )
     legend_below(fig, axes, [ring] if picks else None, order=order)
     return fig
 
@@ -314,13 +370,27 @@ def pretrain_gain(pre: pd.DataFrame, order) -> plt.Figure:
         part = pre[pre["task"] == task]
         metric = part["metric"].iloc[0]
         groups = dict(list(part.groupby(["encoder", "objective"])))
-        for encoder, objective in sorted(groups, key=lambda k: (rank.get(k[0], len(rank)), k[1])):  # the one encoder order
-            points = [(t, _interval(h["value"], *RANGES.get(metric, (None, None)))) for t, h in groups[(encoder, objective)].groupby("tokens")]
+        for encoder, objective in sorted(
+            groups, key=lambda k: (rank.get(k[0], len(rank)), k[1])
+        ):  # the one encoder order
+            points = [
+                (t, _interval(h["value"], *RANGES.get(metric, (None, None))))
+                for t, h in groups[(encoder, objective)].groupby("tokens")
+            ]
             xs = [t for t, _ in points]
             ys, below, above = ([p[i] for _, p in points] for i in range(3))
             label = encoder if len(styles) == 1 else f"{encoder} {objective}"
-            ax.errorbar(xs, ys, yerr=[below, above], color=colors.get(encoder), linestyle=styles[objective],
-                        marker=marks.get(encoder, "o"), capsize=3, markersize=5, label=label)  # fmt: skip
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[below, above],
+                color=colors.get(encoder),
+                linestyle=styles[objective],
+                marker=marks.get(encoder, "o"),
+                capsize=3,
+                markersize=5,
+                label=label,
+            )
         ax.axhline(part["baseline"].mean(), linestyle="--", color="grey", linewidth=1, label="baseline")
         ax.set_xscale("symlog", linthresh=max(1, min([t for t in part["tokens"] if t > 0], default=1)))
         ticks = sorted(set(part["tokens"]))  # the token counts measured, named as a person reads them
@@ -339,8 +409,17 @@ def pretrain_loss(curves: pd.DataFrame, order) -> plt.Figure:
     data = _objects(curves, "encoder", "objective")
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     present = [e for e in order if e in set(data["encoder"])]
-    sns.lineplot(data=data, x="tokens", y="loss", hue="encoder", hue_order=present, style="objective",
-                 palette=_colours(order, data), errorbar=("ci", 95), ax=ax)  # fmt: skip
+    sns.lineplot(
+        data=data,
+        x="tokens",
+        y="loss",
+        hue="encoder",
+        hue_order=present,
+        style="objective",
+        palette=_colours(order, data),
+        errorbar=("ci", 95),
+        ax=ax,
+    )
     ax.set_xlabel("tokens seen")
     ax.set_ylabel("pre-training loss (nats per predicted token)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)

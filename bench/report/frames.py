@@ -64,15 +64,19 @@ def budget(record) -> int | None:
 def label_sizes(*tables: pd.DataFrame) -> None:
     """Where one encoder was measured at several budgets, name each 'encoder (size)' so that
     tables and figures never merge them; ``name`` keeps the bare name for the claims."""
-    pairs = pd.concat([t[["encoder", "budget"]] for t in tables if not t.empty]) if any(
-        not t.empty for t in tables) else pd.DataFrame(columns=["encoder", "budget"])  # fmt: skip
+    pairs = (
+        pd.concat([t[["encoder", "budget"]] for t in tables if not t.empty])
+        if any(not t.empty for t in tables)
+        else pd.DataFrame(columns=["encoder", "budget"])
+    )
     several = {e for e, g in pairs.groupby("encoder") if g["budget"].nunique(dropna=False) > 1}
     for table in tables:
         if table.empty:
             continue
         table["name"] = table["encoder"]
         table["encoder"] = [
-            f"{e} ({b / 1e6:.3g}M)" if e in several and pd.notna(b) else e for e, b in zip(table["encoder"], table["budget"])
+            f"{e} ({b / 1e6:.3g}M)" if e in several and pd.notna(b) else e
+            for e, b in zip(table["encoder"], table["budget"])
         ]
 
 
@@ -90,9 +94,17 @@ def speed(records: pd.DataFrame, grid: bool = False) -> pd.DataFrame:
         if r["task"] != "throughput" or (r["info"].get("grid") and not grid):
             continue
         info = r["info"]
-        row = {**_who(r), "budget": budget(r), "dtype": _dtype(r), "T": int(info["T"]), "B": int(info["B"]),
-               "params": info.get("params"), "device": r["env"].get("device_name"),
-               "infer_times_s": info.get("infer_times_s"), "train_times_s": info.get("train_times_s")}  # fmt: skip
+        row = {
+            **_who(r),
+            "budget": budget(r),
+            "dtype": _dtype(r),
+            "T": int(info["T"]),
+            "B": int(info["B"]),
+            "params": info.get("params"),
+            "device": r["env"].get("device_name"),
+            "infer_times_s": info.get("infer_times_s"),
+            "train_times_s": info.get("train_times_s"),
+        }
         row.update({metric: value for (_, metric), value in _metrics(r).items()})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -104,8 +116,17 @@ def latency(records: pd.DataFrame) -> pd.DataFrame:
         if r["task"] == "latency":
             m = _metrics(r)
             T = r["info"]["T"]
-            rows.append({**_who(r), "budget": budget(r), "dtype": _dtype(r), "T": int(T),
-                         "p50_ms": m[(T, "p50_ms")], "p90_ms": m[(T, "p90_ms")], "device": r["env"].get("device_name")})  # fmt: skip
+            rows.append(
+                {
+                    **_who(r),
+                    "budget": budget(r),
+                    "dtype": _dtype(r),
+                    "T": int(T),
+                    "p50_ms": m[(T, "p50_ms")],
+                    "p90_ms": m[(T, "p90_ms")],
+                    "device": r["env"].get("device_name"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -114,15 +135,32 @@ def scaling(records: pd.DataFrame) -> pd.DataFrame:
     for _, r in _ok(records, "speed").iterrows():
         if r["task"] == "scaling":
             for m in r["metrics"]:
-                rows.append({**_who(r), "budget": budget(r), "dtype": _dtype(r), "measure": m["metric"],
-                             "exponent": m["value"], "fitted on T": m["setting"], "device": r["env"].get("device_name")})  # fmt: skip
+                rows.append(
+                    {
+                        **_who(r),
+                        "budget": budget(r),
+                        "dtype": _dtype(r),
+                        "measure": m["metric"],
+                        "exponent": m["value"],
+                        "fitted on T": m["setting"],
+                        "device": r["env"].get("device_name"),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def gemm(records: pd.DataFrame) -> pd.DataFrame:
-    rows = [{**_who(r), "budget": budget(r), "dtype": r["info"]["dtype"], "GFLOP/s": r["metrics"][0]["value"] / 1e9,
-             "device": r["env"].get("device_name")}
-            for _, r in _ok(records, "speed").iterrows() if r["task"] == "gemm_peak"]  # fmt: skip
+    rows = [
+        {
+            **_who(r),
+            "budget": budget(r),
+            "dtype": r["info"]["dtype"],
+            "GFLOP/s": r["metrics"][0]["value"] / 1e9,
+            "device": r["env"].get("device_name"),
+        }
+        for _, r in _ok(records, "speed").iterrows()
+        if r["task"] == "gemm_peak"
+    ]
     return pd.DataFrame(rows)
 
 
@@ -135,12 +173,25 @@ def distance(records: pd.DataFrame) -> pd.DataFrame:
         for d in info["distances"]:
             if (d, metric) not in m:
                 continue
-            rows.append({"probe": r["task"], **_who(r), "budget": budget(r), "seed": r["seed"], "distance": int(d),
-                         "metric": metric, "value": m[(d, metric)], "chance": m.get((d, "chance")),
-                         "grad_reach": m.get((d, "grad_reach")), "receptive_field": info.get("receptive_field"),
-                         "causal": info.get("causal"), "loss": m.get((d, "loss")), "chance_loss": m.get((d, "chance_loss")),
-                         "effective_distance": m.get(("all", "effective_distance")),
-                         "encoder_params": info.get("encoder_params")})  # fmt: skip
+            rows.append(
+                {
+                    "probe": r["task"],
+                    **_who(r),
+                    "budget": budget(r),
+                    "seed": r["seed"],
+                    "distance": int(d),
+                    "metric": metric,
+                    "value": m[(d, metric)],
+                    "chance": m.get((d, "chance")),
+                    "grad_reach": m.get((d, "grad_reach")),
+                    "receptive_field": info.get("receptive_field"),
+                    "causal": info.get("causal"),
+                    "loss": m.get((d, "loss")),
+                    "chance_loss": m.get((d, "chance_loss")),
+                    "effective_distance": m.get(("all", "effective_distance")),
+                    "encoder_params": info.get("encoder_params"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -151,8 +202,17 @@ def attractors(records: pd.DataFrame) -> pd.DataFrame:
         metric = r["info"]["metric"]
         for (setting, name), value in _metrics(r).items():
             if name == metric and str(setting).startswith("attractors="):
-                rows.append({"probe": r["task"], **_who(r), "budget": budget(r), "seed": r["seed"],
-                             "attractors": int(str(setting).split("=")[1]), "metric": metric, "value": value})  # fmt: skip
+                rows.append(
+                    {
+                        "probe": r["task"],
+                        **_who(r),
+                        "budget": budget(r),
+                        "seed": r["seed"],
+                        "attractors": int(str(setting).split("=")[1]),
+                        "metric": metric,
+                        "value": value,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -162,12 +222,25 @@ def accuracy(records: pd.DataFrame) -> pd.DataFrame:
     for _, r in _ok(records, "accuracy").iterrows():
         info, m = r["info"], _metrics(r)
         metric = info["selection_metric"]
-        row = {"task": r["task"], "type": info["type"], **_who(r), "budget": budget(r), "seed": r["seed"],
-               "metric": metric, "value": m.get(("test", metric)), "baseline": m.get(("test", f"baseline_{metric}")),
-               "validation": m.get(("validation", metric)), "train_tokens_per_s": info.get("train_tokens_per_s"),
-               "encoder_params": info.get("encoder_params"), "params": info.get("params"),
-               "train_s": info.get("train_s"), "steps": info.get("steps"), "best_step": info.get("best_step"),
-               "source": info.get("source"), "device": r["env"].get("device_name")}  # fmt: skip
+        row = {
+            "task": r["task"],
+            "type": info["type"],
+            **_who(r),
+            "budget": budget(r),
+            "seed": r["seed"],
+            "metric": metric,
+            "value": m.get(("test", metric)),
+            "baseline": m.get(("test", f"baseline_{metric}")),
+            "validation": m.get(("validation", metric)),
+            "train_tokens_per_s": info.get("train_tokens_per_s"),
+            "encoder_params": info.get("encoder_params"),
+            "params": info.get("params"),
+            "train_s": info.get("train_s"),
+            "steps": info.get("steps"),
+            "best_step": info.get("best_step"),
+            "source": info.get("source"),
+            "device": r["env"].get("device_name"),
+        }
         for (setting, name), value in m.items():
             if setting == "test" and not name.startswith("baseline_") and name != metric:
                 row[name] = value
@@ -193,9 +266,14 @@ def environment(records: pd.DataFrame) -> dict:
         "threads": values(lambda e: e.get("threads")),
         "torch": values(lambda e: e.get("versions", {}).get("torch")),
         "python": values(lambda e: e.get("versions", {}).get("python")),
-        "libraries": values(lambda e: ", ".join(f"{k} {v}" for k, v in sorted(e.get("versions", {}).items())
-                                                 if k not in ("torch", "python"))),  # fmt: skip
-        "git commit": values(lambda e: f"{(e.get('git_commit') or 'unknown')[:10]}{' (dirty)' if e.get('git_dirty') else ''}"),
+        "libraries": values(
+            lambda e: ", ".join(
+                f"{k} {v}" for k, v in sorted(e.get("versions", {}).items()) if k not in ("torch", "python")
+            )
+        ),
+        "git commit": values(
+            lambda e: f"{(e.get('git_commit') or 'unknown')[:10]}{' (dirty)' if e.get('git_dirty') else ''}"
+        ),
         "host": values(lambda e: e.get("hostname")),
         "command": values(lambda e: e.get("command")),
         "measured": [f"{records['started'].min()} to {records['ended'].max()}"] if len(records) else [],
@@ -214,12 +292,24 @@ def pretrain(records: pd.DataFrame) -> pd.DataFrame:
         value, base = m.get(("test", metric)), m.get(("test", f"baseline_{metric}"))
         top = 100.0 if metric in ("bleu", "chrf") else 1.0
         score = (value - base) / (top - base) if value is not None and base is not None and top != base else None
-        rows.append({"task": r["task"], "type": info["type"], **_who(r), "budget": budget(r),
-                     "seed": r["seed"], "objective": info["objective"], "tokens": int(info["pretrain_tokens"]),
-                     "metric": metric, "value": value, "baseline": base, "score": score,
-                     "pretrain_flops": (info.get("checkpoint") or {}).get("flops"),
-                     "encoder_params": info.get("encoder_params"),
-                     **{setting: v for (setting, _), v in m.items() if setting.startswith(("distance=", "distractors="))}})  # fmt: skip
+        rows.append(
+            {
+                "task": r["task"],
+                "type": info["type"],
+                **_who(r),
+                "budget": budget(r),
+                "seed": r["seed"],
+                "objective": info["objective"],
+                "tokens": int(info["pretrain_tokens"]),
+                "metric": metric,
+                "value": value,
+                "baseline": base,
+                "score": score,
+                "pretrain_flops": (info.get("checkpoint") or {}).get("flops"),
+                "encoder_params": info.get("encoder_params"),
+                **{setting: v for (setting, _), v in m.items() if setting.startswith(("distance=", "distractors="))},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -231,8 +321,18 @@ def pretrain_curves(records: pd.DataFrame) -> pd.DataFrame:
             continue
         info = r["info"]
         for point in info["curve"]:
-            rows.append({**_who(r), "budget": budget(r), "objective": info["objective"], "seed": r["seed"],
-                         "tokens": point["tokens"], "loss": point["loss"], "flops": info["flops"],
-                         "tokens_seen": info["tokens_seen"], "train_s": info["train_s"],
-                         "encoder_params": info.get("encoder_params")})  # fmt: skip
+            rows.append(
+                {
+                    **_who(r),
+                    "budget": budget(r),
+                    "objective": info["objective"],
+                    "seed": r["seed"],
+                    "tokens": point["tokens"],
+                    "loss": point["loss"],
+                    "flops": info["flops"],
+                    "tokens_seen": info["tokens_seen"],
+                    "train_s": info["train_s"],
+                    "encoder_params": info.get("encoder_params"),
+                }
+            )
     return pd.DataFrame(rows)

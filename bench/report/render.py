@@ -19,10 +19,18 @@ import pandas as pd
 DASH = "–"  # a cell with no measurement
 
 # column names as a reader sees them, with their units
-HEADERS = {"encoder_params": "encoder params", "params": "params", "train_tokens_per_s": "training (tok/s)",
-           "infer_tokens_per_s": "inference (tok/s)", "receptive_field": "receptive field (tokens)",
-           "effective_distance": "effective distance", "seconds": "wall (s)", "tokens": "pre-training tokens",
-           "T": "T (tokens)", "B": "batch"}  # fmt: skip
+HEADERS = {
+    "encoder_params": "encoder params",
+    "params": "params",
+    "train_tokens_per_s": "training (tok/s)",
+    "infer_tokens_per_s": "inference (tok/s)",
+    "receptive_field": "receptive field (tokens)",
+    "effective_distance": "effective distance",
+    "seconds": "wall (s)",
+    "tokens": "pre-training tokens",
+    "T": "T (tokens)",
+    "B": "batch",
+}
 
 
 def header(column) -> str:
@@ -32,7 +40,9 @@ def header(column) -> str:
 @dataclass
 class Section:
     title: str
-    blocks: list = field(default_factory=list)  # ("p" | "banner", text) | ("table", frame, caption) | ("figure", path, caption)
+    blocks: list = field(
+        default_factory=list
+    )  # ("p" | "banner", text) | ("table", frame, caption) | ("figure", path, caption)
     # | ("details", summary, Section): blocks behind a fold
 
     def text(self, paragraph: str) -> None:
@@ -98,7 +108,13 @@ def _markdown_blocks(blocks, base: Path) -> list[str]:
             out += ([f"*{caption}*", ""] if caption else []) + [markdown_table(frame), ""]
         elif kind == "details":
             summary, inner = rest
-            out += [f"<details><summary>{summary}</summary>", "", *_markdown_blocks(inner.blocks, base), "</details>", ""]
+            out += [
+                f"<details><summary>{summary}</summary>",
+                "",
+                *_markdown_blocks(inner.blocks, base),
+                "</details>",
+                "",
+            ]
         else:
             path, caption = rest
             out += [f"![{caption}]({path.relative_to(base).as_posix()})", "", f"*{caption}*", ""]
@@ -140,7 +156,13 @@ def _html_table(frame: pd.DataFrame) -> str:
         cells = []
         for column, value in zip(frame.columns, row):
             text = human(value)
-            css = f' class="{text.replace(" ", "-")}"' if column == "verdict" else ' class="num"' if _numeric(value) else ""
+            css = (
+                f' class="{text.replace(" ", "-")}"'
+                if column == "verdict"
+                else ' class="num"'
+                if _numeric(value)
+                else ""
+            )
             cells.append(f"<td{css}>{html.escape(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
@@ -158,7 +180,9 @@ def _html_blocks(blocks) -> list[str]:
             body.append((f'<p class="caption">{html.escape(caption)}</p>' if caption else "") + _html_table(frame))
         elif kind == "details":
             summary, inner = rest
-            body.append(f"<details><summary>{html.escape(summary)}</summary>{''.join(_html_blocks(inner.blocks))}</details>")
+            body.append(
+                f"<details><summary>{html.escape(summary)}</summary>{''.join(_html_blocks(inner.blocks))}</details>"
+            )
         else:
             path, caption = rest
             data = base64.b64encode(Path(path).read_bytes()).decode()

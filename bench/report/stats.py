@@ -17,8 +17,17 @@ from scipy import stats
 LEVEL = 0.95
 
 # the range each metric can take: an interval is clipped to it (a t interval over few seeds can overshoot)
-RANGES = {"accuracy": (0, 1), "macro_f1": (0, 1), "span_f1": (0, 1), "f1": (0, 1), "bleu": (0, 100), "chrf": (0, 100),
-          "mse": (0, None), "loss": (0, None), "effective_distance": (0, None)}  # fmt: skip
+RANGES = {
+    "accuracy": (0, 1),
+    "macro_f1": (0, 1),
+    "span_f1": (0, 1),
+    "f1": (0, 1),
+    "bleu": (0, 100),
+    "chrf": (0, 100),
+    "mse": (0, None),
+    "loss": (0, None),
+    "effective_distance": (0, None),
+}
 
 
 @dataclass

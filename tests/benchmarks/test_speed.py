@@ -27,9 +27,15 @@ def setup(name, B, T, benchmark):
     encoder = models.build_encoder(name, param_budget=BUDGET)
     x, mask = torch.randn(B, T, encoder.d_model), torch.ones(B, T, dtype=torch.bool)
     benchmark.extra_info.update(
-        encoder=name, B=B, T=T, params=models.count_parameters(encoder), threads=torch.get_num_threads(),
-        device="cpu", flops=forward_flops(encoder, T, torch.device("cpu")) * B, models_path=models.__file__,
-    )  # fmt: skip
+        encoder=name,
+        B=B,
+        T=T,
+        params=models.count_parameters(encoder),
+        threads=torch.get_num_threads(),
+        device="cpu",
+        flops=forward_flops(encoder, T, torch.device("cpu")) * B,
+        models_path=models.__file__,
+    )
     return encoder, x, mask
 
 
