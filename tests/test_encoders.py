@@ -193,3 +193,22 @@ def test_chunked_inference_gives_the_same_outputs(name):
         enc.infer_chunk_tokens = 2 * T  # two rows at a time
         chunked = enc(x, mask)
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_the_chunked_ssm_scan_is_the_recurrence_across_chunks():
+    """models/ssm.py's scan (products inside a chunk, a carried state across) against h_t = a_t h_{t-1} + b_t
+    step by step, over 13 steps in chunks of 4 (so a partial last chunk too)."""
+    from models.ssm import ssd_scan
+
+    torch.manual_seed(0)
+    b, steps, H, P, N = 2, 13, 3, 4, 5
+    x, dt, A = torch.randn(b, steps, H, P), torch.rand(b, steps, H), -torch.rand(H) * 3
+    B_, C_ = torch.randn(b, steps, N), torch.randn(b, steps, N)
+    h, expected = torch.zeros(b, H, P, N), []
+    for t in range(steps):
+        h = (
+            torch.exp(dt[:, t] * A)[..., None, None] * h
+            + (x[:, t] * dt[:, t, :, None])[..., None] * B_[:, t, None, None]
+        )
+        expected.append((h @ C_[:, t, None, :, None]).squeeze(-1))
+    torch.testing.assert_close(ssd_scan(x, dt, A, B_, C_, chunk_size=4), torch.stack(expected, 1), atol=1e-5, rtol=1e-5)
