@@ -188,9 +188,7 @@ class LinearAttentionDecoder(nn.Module):
         d_ff = 4 * d_model if d_ff is None else d_ff
         self.d_model, self.n_heads = d_model, n_heads
         add_positions(self, positions, max_len, d_model)
-        self.blocks = nn.ModuleList(
-            DecoderBlock(d_model, n_heads, d_ff, dropout, chunk_size) for _ in range(n_layers)
-        )
+        self.blocks = nn.ModuleList(DecoderBlock(d_model, n_heads, d_ff, dropout, chunk_size) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
