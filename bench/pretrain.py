@@ -45,7 +45,7 @@ from bench.errors import UserError
 from bench.runner import Context, Unit
 from bench.schema import model_kwargs
 from bench.textdata import ClassificationData, length_batches, pad
-from bench.train import adamw, lr_factor
+from bench.train import TrainingDiverged, adamw, lr_factor
 from models.budget import solve_for_budget
 from models.heads import TokenEmbedding
 from models.seq2seq import EncoderDecoder, Seq2Seq
@@ -373,9 +373,10 @@ def pretrain(ctx: Context, objective: str, seed: int) -> dict:
                 inputs, targets = ids, torch.stack([shift_targets(ids, mask, 1), shift_targets(ids, mask, -1)])
             loss = model.loss(inputs, mask, targets)
             if not torch.isfinite(loss):
-                raise RuntimeError(f"the pre-training loss became {loss.item()} at step {step + 1}")
+                raise TrainingDiverged(f"the pre-training loss became {loss.item()} at step {step + 1}")
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
+            if cfg.train.clip > 0:  # 0: no clipping (clip_grad_norm_ with 0 would zero every gradient)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)

@@ -126,6 +126,21 @@ def test_fine_tuning_starts_from_the_stored_checkpoint(compose, tmp_path, monkey
     assert pretrain.checkpoint_path(ctx, "mlm", 0, 800).stat().st_mtime_ns == mtime
 
 
+def test_pretraining_without_clipping_still_learns(compose, tmp_path):
+    """train.clip=0 means no clipping: the weights move (with weight decay off, zeroed gradients would leave
+    every weight at its initial value)."""
+    cfg = compose(
+        *TINY, "model=cnn", "task=[tagging]", "train.clip=0", "train.weight_decay=0", f"data.cache={tmp_path / 'cache'}"
+    )
+    ctx = Context(cfg=cfg, encoder="cnn", device=torch.device("cpu"), out_dir=tmp_path, threads=1)
+    pretrain.pretrain(ctx, "mlm", seed=0)
+    torch.manual_seed(0)
+    initial = models.build_encoder(**pretrain.architecture(cfg, "mlm")).state_dict()
+    trained = torch.load(pretrain.checkpoint_path(ctx, "mlm", 0, 400), weights_only=True)["encoder"]
+    moved = [name for name, w in initial.items() if not torch.equal(w, trained[name])]
+    assert len(moved) > len(initial) // 2, f"only {moved} moved"
+
+
 def test_a_checkpoint_is_keyed_by_its_learning_rate_schedule(compose, tmp_path):
     """The schedule runs to the largest count, so 400 tokens of a run to 800 are not 400 tokens of a run to 400."""
 
