@@ -46,7 +46,6 @@ from bench.runner import Context, Unit
 from bench.schema import model_kwargs
 from bench.textdata import ClassificationData, length_batches, pad
 from bench.train import TrainingDiverged, adamw, lr_factor
-from models.budget import solve_for_budget
 from models.heads import TokenEmbedding
 from models.seq2seq import EncoderDecoder, Seq2Seq
 
@@ -210,9 +209,7 @@ def architecture(cfg, objective: str) -> dict:
     if objective == "elmo":
         kwargs["stacking"] = "separate"
     if d_model is None and budget:
-        cls = models.encoder_class(name)
-        step = cls.width_multiple(causal=causal, **kwargs) if hasattr(cls, "width_multiple") else 1
-        kwargs.update(solve_for_budget(cls, budget, step, getattr(cls, "fine_width", None), causal=causal, **kwargs))
+        kwargs.update(models.width_for_budget(name, budget, causal=causal, **kwargs))
     elif d_model is not None:
         kwargs["d_model"] = d_model
     return {"name": name, "causal": causal, **kwargs}

@@ -100,6 +100,20 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def width_for_budget(name: str, param_budget: int, causal: bool = False, factory=None, **options) -> dict:
+    """The widths (``d_model``, and the encoder's ``fine_width`` where it names one) that size encoder ``name``
+    with ``options`` to ``param_budget`` parameters within 5%, in the steps its ``width_multiple`` allows;
+    ``factory(d_model=..., causal=..., **options)`` is what is counted (default: the encoder itself; an
+    encoder-decoder counts both). The one width solver of the package (``models.budget`` does the search)."""
+    from models.budget import solve_for_budget
+
+    cls = encoder_class(name)
+    step = cls.width_multiple(causal=causal, **options) if hasattr(cls, "width_multiple") else 1
+    return solve_for_budget(
+        factory or cls, param_budget, step, getattr(cls, "fine_width", None), causal=causal, **options
+    )
+
+
 def build_encoder(
     name: str,
     d_model: int | None = None,
@@ -123,11 +137,7 @@ def build_encoder(
             f"{name} takes no option {', '.join(sorted(unknown))}; its options are {', '.join(encoder_options(name))}"
         )
     if d_model is None and param_budget is not None:
-        from models.budget import solve_for_budget
-
-        step = cls.width_multiple(causal=causal, **options) if hasattr(cls, "width_multiple") else 1
-        fine = getattr(cls, "fine_width", None)
-        sized = solve_for_budget(cls, param_budget, step, fine, causal=causal, **options)
+        sized = width_for_budget(name, param_budget, causal=causal, **options)
         d_model = sized.pop("d_model")
         options = {**options, **sized}
     if d_model is None:

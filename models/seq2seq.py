@@ -18,8 +18,7 @@ import inspect
 import torch
 from torch import nn
 
-from models import build_encoder, encoder_class
-from models.budget import solve_for_budget
+from models import build_encoder, width_for_budget
 from models.heads import TokenEmbedding
 
 
@@ -42,11 +41,7 @@ class EncoderDecoder(nn.Module):
 def build_encoder_decoder(name: str, d_model: int | None = None, param_budget: int | None = None, **options):
     """EncoderDecoder sized like ``build_encoder``: a budget counts encoder and decoder together."""
     if d_model is None and param_budget is not None:
-        cls = encoder_class(name)
-        step = cls.width_multiple(**options) if hasattr(cls, "width_multiple") else 1
-        sized = solve_for_budget(
-            lambda **kw: EncoderDecoder(name, **kw), param_budget, step, getattr(cls, "fine_width", None), **options
-        )
+        sized = width_for_budget(name, param_budget, factory=lambda **kw: EncoderDecoder(name, **kw), **options)
         d_model = sized.pop("d_model")
         options = {**options, **sized}
     return EncoderDecoder(name, d_model=d_model, **options)
