@@ -114,6 +114,23 @@ def width_for_budget(name: str, param_budget: int, causal: bool = False, factory
     )
 
 
+# settings many encoders share, checked once here for every encoder that takes them
+COMMON_CHECKS = {
+    "n_layers": (lambda v: v >= 1, "must be at least 1"),
+    "dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "infer_chunk_tokens": (lambda v: v >= 0, "must be >= 0 (0: never chunk)"),
+}
+
+
+def _check_common(name: str, options: dict) -> None:
+    for key, param in encoder_options(name).items():
+        if key in COMMON_CHECKS:
+            value = options.get(key, param.default)
+            ok, why = COMMON_CHECKS[key]
+            if not ok(value):
+                raise ValueError(f"{key}={value} {why}")
+
+
 def build_encoder(
     name: str,
     d_model: int | None = None,
@@ -121,7 +138,8 @@ def build_encoder(
     param_budget: int | None = None,
     **options,
 ) -> nn.Module:
-    """Build encoder ``name``.
+    """Build encoder ``name``, after the checks of the settings it shares with other encoders
+    (``COMMON_CHECKS``: an encoder file checks only its own).
 
     The width is ``d_model`` when given; else it is solved from ``param_budget``
     (see ``models.budget``); else it is the encoder's default. Depth and the other
@@ -136,6 +154,7 @@ def build_encoder(
         raise ValueError(
             f"{name} takes no option {', '.join(sorted(unknown))}; its options are {', '.join(encoder_options(name))}"
         )
+    _check_common(name, options)
     if d_model is None and param_budget is not None:
         sized = width_for_budget(name, param_budget, causal=causal, **options)
         d_model = sized.pop("d_model")

@@ -74,10 +74,6 @@ class CNNEncoder(nn.Module):
             raise ValueError(f"n_blocks={n_blocks} must be at least 1")
         if norm not in NORMS:
             raise ValueError(f"norm={norm!r} must be one of {', '.join(NORMS)}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout={dropout} must be in [0, 1)")
-        if infer_chunk_tokens < 0:
-            raise ValueError(f"infer_chunk_tokens={infer_chunk_tokens} must be >= 0 (0: never chunk)")
         self.d_model, self.causal, self.infer_chunk_tokens = d_model, causal, infer_chunk_tokens
         schedule = list(dilations) * n_blocks
         self.blocks = nn.ModuleList(DilatedBlock(d_model, kernel_size, d, causal, norm, dropout) for d in schedule)

@@ -110,21 +110,15 @@ class LinearAttentionEncoder(nn.Module):
         super().__init__()
         if d_model < 1 or n_heads < 1 or d_model % n_heads:
             raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
-        if n_layers < 1:
-            raise ValueError(f"n_layers={n_layers} must be at least 1")
         d_ff = 4 * d_model if d_ff is None else d_ff
         if d_ff < 1:
             raise ValueError(f"d_ff={d_ff} must be a positive integer")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout={dropout} must be in [0, 1)")
         if chunk_size < 1:
             raise ValueError(f"chunk_size={chunk_size} must be a positive integer")
         if positions not in POSITIONS:
             raise ValueError(f"positions={positions!r} must be one of {', '.join(POSITIONS)}")
         if max_len < 1:
             raise ValueError(f"max_len={max_len} must be a positive integer")
-        if infer_chunk_tokens < 0:
-            raise ValueError(f"infer_chunk_tokens={infer_chunk_tokens} must be >= 0 (0: never chunk)")
         self.d_model, self.causal, self.receptive_field = d_model, causal, None
         self.max_len, self.infer_chunk_tokens = max_len, infer_chunk_tokens
         add_positions(self, positions, max_len, d_model)

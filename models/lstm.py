@@ -58,12 +58,6 @@ class LSTMEncoder(nn.Module):
                 f"d_model={d_model} must be a positive even number for the bidirectional LSTM "
                 "(half the width runs each direction)"
             )
-        if n_layers < 1:
-            raise ValueError(f"n_layers={n_layers} must be at least 1")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout={dropout} must be in [0, 1)")
-        if infer_chunk_tokens < 0:
-            raise ValueError(f"infer_chunk_tokens={infer_chunk_tokens} must be >= 0 (0: never chunk)")
         self.d_model, self.causal, self.receptive_field = d_model, causal, None
         self.infer_chunk_tokens = infer_chunk_tokens
         self.separate = bidirectional and stacking == "separate"

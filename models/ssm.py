@@ -149,14 +149,10 @@ class SSMEncoder(nn.Module):
         infer_chunk_tokens: int = 16384,
     ):
         super().__init__()
-        sizes = {"d_model": d_model, "n_layers": n_layers, "d_state": d_state, "expand": expand, "d_conv": d_conv}
+        sizes = {"d_model": d_model, "d_state": d_state, "expand": expand, "d_conv": d_conv}
         for name, value in {**sizes, "n_heads": n_heads, "chunk_size": chunk_size}.items():
             if value < 1:
                 raise ValueError(f"{name}={value} must be a positive integer")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout={dropout} must be in [0, 1)")
-        if infer_chunk_tokens < 0:
-            raise ValueError(f"infer_chunk_tokens={infer_chunk_tokens} must be >= 0 (0: never chunk)")
         self.d_model, self.causal, self.receptive_field = d_model, causal, None
         self.infer_chunk_tokens = infer_chunk_tokens
         mixer = {"d_state": d_state, "expand": expand, "d_conv": d_conv, "n_heads": n_heads, "chunk_size": chunk_size}

@@ -106,19 +106,15 @@ class TransformerEncoder(nn.Module):
                 f"n_heads={n_heads} must divide d_model={d_model}"
                 + (f"; allowed n_heads: {', '.join(map(str, divisors))}" if divisors else "")
             )
-        if n_layers < 1:
-            raise ValueError(f"n_layers={n_layers} must be at least 1")
         d_ff = 4 * d_model if d_ff is None else d_ff
         if d_ff < 1:
             raise ValueError(f"d_ff={d_ff} must be a positive integer")
-        if not 0 <= dropout < 1 or not 0 <= attn_dropout < 1:
-            raise ValueError(f"dropout={dropout} and attn_dropout={attn_dropout} must be in [0, 1)")
+        if not 0 <= attn_dropout < 1:
+            raise ValueError(f"attn_dropout={attn_dropout} must be in [0, 1)")
         if positions not in POSITIONS:
             raise ValueError(f"positions={positions!r} must be one of {', '.join(POSITIONS)}")
         if max_len < 1:
             raise ValueError(f"max_len={max_len} must be a positive integer")
-        if infer_chunk_tokens < 0:
-            raise ValueError(f"infer_chunk_tokens={infer_chunk_tokens} must be >= 0 (0: never chunk)")
         self.d_model, self.causal, self.receptive_field = d_model, causal, None
         self.max_len, self.infer_chunk_tokens = max_len, infer_chunk_tokens
         add_positions(self, positions, max_len, d_model)

@@ -212,3 +212,16 @@ def test_the_chunked_ssm_scan_is_the_recurrence_across_chunks():
         )
         expected.append((h @ C_[:, t, None, :, None]).squeeze(-1))
     torch.testing.assert_close(ssd_scan(x, dt, A, B_, C_, chunk_size=4), torch.stack(expected, 1), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "key,value", [("n_layers", 0), ("dropout", 1.0), ("dropout", -0.1), ("infer_chunk_tokens", -1)]
+)
+@pytest.mark.parametrize("name", ENCODERS)
+def test_the_shared_settings_are_checked_for_every_encoder_that_takes_them(name, key, value):
+    if key not in encoder_options(name):
+        with pytest.raises(ValueError, match="takes no option"):
+            build_encoder(name, d_model=D, **{key: value})
+        return
+    with pytest.raises(ValueError, match=rf"{key}={value} must"):
+        build_encoder(name, d_model=D, **{key: value})
