@@ -353,8 +353,6 @@ def all_claims(
                     row["judged_on"] = f" on {device}" if device else ""
                 cast_rows += device_rows
         cast_rows += [agreement_beyond(dist, cast=cast), cnn_behind(dist, cast), task_order(acc, cast)]
-        for row in cast_rows[-3:]:
-            row["judged_on"] = ""
         for budget, part in split_by(pre, "budget"):  # one comparison (model size, data) at a time: gains never average
             budget_rows = [pretrain_helps_transformer_most(part, cast), small_data_gap_closes(part, cast)]
             for row in budget_rows:
@@ -362,7 +360,7 @@ def all_claims(
             cast_rows += budget_rows
         for row in cast_rows:
             who = ", ".join(f"{ROLE_NAMES[role]}: {cast[role]}" for role in several)
-            row["judged_on"] += f" [{who}]" if who else ""
+            row["judged_on"] = row.get("judged_on", "") + (f" [{who}]" if who else "")
             row["claim"] += row["judged_on"]
             row["cast"] = cast_text(cast)
             row["conditions"] = f"roles filled by {cast_text(cast)}" + (
