@@ -18,8 +18,8 @@ from omegaconf import OmegaConf
 
 import models
 from bench.probes import build_probe
-from bench.runner import Context, Unit
 from bench.schema import model_kwargs
+from bench.suite import Context, Unit
 from bench.train import train
 from models.heads import FeatureInput, Regressor, SequenceClassifier, Tagger, TokenClassifier, TokenEmbedding
 

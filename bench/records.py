@@ -8,12 +8,12 @@ atomic (temporary file, then rename), so a killed job leaves no partial record.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from bench.files import atomic_write
 
 SCHEMA_VERSION = 1
 SUMMARY_COLUMNS = ["suite", "encoder", "task", "variant", "setting", "metric", "value", "seed"]
@@ -49,34 +49,8 @@ def record_path(run_dir: Path, key: str) -> Path:
 
 def write_record(run_dir: Path, record: Record) -> Path:
     path = record_path(run_dir, record.key)
-    _atomic_write(path, json.dumps(asdict(record), indent=1, default=str))
+    atomic_write(path, json.dumps(asdict(record), indent=1, default=str))
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all, readable as any file the user writes (mkstemp's
-    own mode, 0600, would hide records from the other users of a shared results folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as err:  # a full disk names no file: name the one that could not be written
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(err.errno, err.strerror, str(path)) from err
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_record(path: Path) -> dict | None:
@@ -179,5 +153,5 @@ def summary_frame(records):
 def write_summary(root: Path) -> Path:
     """Write ``summary.csv`` for every record under ``root``."""
     path = Path(root) / "summary.csv"
-    _atomic_write(path, summary_frame(load_records(root)).to_csv(index=False))
+    atomic_write(path, summary_frame(load_records(root)).to_csv(index=False))
     return path

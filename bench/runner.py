@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -18,7 +17,7 @@ import random
 import signal
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -29,49 +28,9 @@ from bench import progress
 from bench.env import environment, resolve_device
 from bench.errors import Abort, UserError, unwritable_output_stops
 from bench.records import Record, now, read_record, record_index, write_record, write_summary
+from bench.suite import Context, Unit, load_suite
 
 log = logging.getLogger("bench")
-
-SUITES = {
-    "speed": "bench.speed",
-    "distance": "bench.distance",
-    "accuracy": "bench.accuracy",
-    "pretrain": "bench.pretrain",
-}
-
-
-@dataclass(frozen=True)
-class Unit:
-    task: str
-    seed: int | None = None
-    params: dict = field(default_factory=dict, hash=False)  # what else identifies it, e.g. dtype, T
-    always: bool = False  # derived from other records: recomputed on every run, never skipped
-
-    @property
-    def label(self) -> str:
-        parts = [self.task] + [f"{k}={v}" for k, v in self.params.items()]
-        return " ".join(parts + ([f"seed={self.seed}"] if self.seed is not None else []))
-
-
-@dataclass
-class Context:
-    """What a suite needs to run a unit, built once per job."""
-
-    cfg: DictConfig
-    encoder: str  # the label reports use: the model option, e.g. transformer_base
-    device: torch.device
-    out_dir: Path
-    threads: int
-    cache: dict = field(default_factory=dict)  # what units of one job share, e.g. a calibration
-    record_paths: dict = field(default_factory=dict)  # key -> file of each unit of this job done so far
-
-    def job_records(self):
-        """The records of this job's units finished so far (run now or before, in whichever folder of the
-        results tree they are kept)."""
-        for path in self.record_paths.values():
-            data = read_record(path) if path.exists() else None
-            if data is not None:
-                yield data
 
 
 def seed_everything(seed: int) -> None:
@@ -198,7 +157,7 @@ def _run_units(cfg: DictConfig, out_dir: Path, tree: Path) -> dict:
     threads, why = job_threads(cfg)
     torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
-    suite = importlib.import_module(SUITES[cfg.suite])
+    suite = load_suite(cfg.suite)
     ctx = Context(cfg=cfg, encoder=encoder_label(cfg), device=device, out_dir=out_dir, threads=threads)
     units = suite.units(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)

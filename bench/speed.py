@@ -17,8 +17,8 @@ import torch
 from omegaconf import DictConfig
 
 from bench.env import supports_bf16
-from bench.runner import Context, Unit
 from bench.schema import model_kwargs
+from bench.suite import Context, Unit
 from bench.timing import Timing, can_measure_cpu_memory, gemm_peak, in_fresh_process, measure_config
 
 log = logging.getLogger("bench")

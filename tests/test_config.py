@@ -36,6 +36,30 @@ def test_every_suite_option_composes(compose, suite):
     assert cfg.suite == suite
 
 
+@pytest.mark.parametrize("suite", SUITES)
+def test_every_suite_option_is_a_module_that_declares_the_suite_interface(suite):
+    from bench.suite import REQUIRED, load_suite
+
+    module = load_suite(suite)
+    assert module.__name__ == f"bench.{suite}"
+    assert all(hasattr(module, member) for member in REQUIRED)
+    assert set(module.SECTIONS) <= {"train", "speed", "distance", "accuracy", "pretrain"}
+
+
+def test_a_suite_module_that_lacks_the_interface_is_refused_in_one_sentence(monkeypatch):
+    import types
+
+    from bench.suite import load_suite
+
+    half = types.ModuleType("bench.half")
+    half.SECTIONS, half.units = ("train",), lambda cfg: []
+    monkeypatch.setitem(sys.modules, "bench.half", half)
+    with pytest.raises(UserError, match=r"suite=half: bench/half.py does not declare run, headline"):
+        load_suite("half")
+    with pytest.raises(UserError, match="suite=nowhere has no module bench/nowhere.py"):
+        load_suite("nowhere")
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes(compose, experiment):
     validate(compose(f"experiment={experiment}"))
@@ -93,10 +117,8 @@ def test_a_bad_override_is_one_sentence_naming_the_setting(compose, overrides, w
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_preset_narrows_to_one_task_and_builds_its_units(compose, experiment):
-    import importlib
-
-    from bench.runner import SUITES
     from bench.schema import normalize_tasks
+    from bench.suite import load_suite
 
     whole = compose(f"experiment={experiment}", return_hydra_config=True)
     suites = str((whole.hydra.sweeper.get("params") or {}).get("suite", whole.suite)).split(",")
@@ -110,7 +132,7 @@ def test_every_preset_narrows_to_one_task_and_builds_its_units(compose, experime
         validate(cfg)
         normalize_tasks(cfg)
         assert list(cfg.tasks) == [task]
-        units = importlib.import_module(SUITES[suite]).units(cfg)
+        units = load_suite(suite).units(cfg)
         assert units and all(u.task == task for u in units if u.task in whole.tasks), suite
 
 

@@ -197,8 +197,7 @@ def test_a_full_disk_stops_with_one_sentence_keeps_every_finished_record_and_res
 
 
 def test_a_write_that_finds_the_disk_full_stops_the_job_and_names_the_file(compose, tmp_path, monkeypatch):
-    from bench import records as records_mod
-    from bench import runner
+    from bench import files, runner
     from bench.errors import Abort
 
     fake_suite(
@@ -214,7 +213,7 @@ def test_a_write_that_finds_the_disk_full_stops_the_job_and_names_the_file(compo
             raise OSError(errno.ENOSPC, "No space left on device")
         real_replace(src, dst)
 
-    monkeypatch.setattr(records_mod.os, "replace", replace)
+    monkeypatch.setattr(files.os, "replace", replace)
     with pytest.raises(Abort) as info:
         runner.run_job(compose("suite=speed"), tmp_path)
     assert info.value.exit_code == 1
@@ -289,12 +288,12 @@ def fake_suite(monkeypatch, units, run):
     suite.units = lambda cfg: units
     suite.run = run
     suite.headline = lambda record: ""
-    monkeypatch.setitem(sys.modules, "fake_suite", suite)
-    monkeypatch.setitem(runner.SUITES, "speed", "fake_suite")
+    monkeypatch.setattr(runner, "load_suite", lambda name: suite)
 
 
 def test_a_unit_past_its_time_limit_is_recorded_failed(compose, tmp_path, monkeypatch):
-    from bench.runner import Unit, run_job
+    from bench.runner import run_job
+    from bench.suite import Unit
 
     fake_suite(
         monkeypatch,
@@ -335,7 +334,8 @@ def test_a_job_past_its_time_limit_records_the_overrun_as_failed(tmp_path):
 def test_the_memory_cap_holds_for_its_job_only(compose, tmp_path, monkeypatch):
     import resource
 
-    from bench.runner import Unit, run_job
+    from bench.runner import run_job
+    from bench.suite import Unit
 
     before, seen = resource.getrlimit(resource.RLIMIT_AS), []
     fake_suite(

@@ -1,6 +1,5 @@
 """A job's units: skipped when done, redone with force, recorded as failed when they raise."""
 
-import sys
 import types
 
 import pytest
@@ -8,7 +7,8 @@ import pytest
 from bench import runner
 from bench.errors import Abort, UserError
 from bench.records import load_records
-from bench.runner import Unit, run_job
+from bench.runner import run_job
+from bench.suite import Unit
 
 
 @pytest.fixture
@@ -28,8 +28,7 @@ def fake_suite(monkeypatch):
 
     suite.run = run
     suite.headline = lambda record: "fine"
-    monkeypatch.setitem(sys.modules, "fake_suite", suite)
-    monkeypatch.setitem(runner.SUITES, "speed", "fake_suite")
+    monkeypatch.setattr(runner, "load_suite", lambda name: suite)
     return suite, calls
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from bench.data import TASK_TYPES, DataError
 from bench.errors import UserError
+from bench.files import atomic_write
 
 log = logging.getLogger("bench.data")
 
@@ -190,10 +190,7 @@ def _cached(kind: str, key: str, cache_dir: str | Path | None, build: Callable, 
         except Exception as exc:  # a torn or foreign file (tokenizers raises a bare Exception): build anew
             log.warning("rebuilding %s: the cached file cannot be read (%s)", path, exc)
     built = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    partial.write_text(built.to_json(), encoding="utf-8")
-    os.replace(partial, path)  # atomic: a concurrent reader sees the old state or the whole file
+    atomic_write(path, built.to_json())
     return built
 
 
