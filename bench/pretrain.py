@@ -6,16 +6,14 @@ embedding on unlabelled text and stores a checkpoint at every token count of
 (``tokens=0``) and once from each checkpoint, with the same architecture, data,
 vocabulary, steps and seed, so the difference is the initialisation alone.
 
-Objectives: ``mlm`` (BERT: 15% of tokens predicted, of them 80% shown as
-``<mask>``, 10% as a random word, 10% unchanged) for a bidirectional encoder;
-``clm`` (GPT: the next token, the encoder causal, fine-tuned causal too);
-``elmo`` (LSTM only: a forward and a backward language model, the two
-directions in separate stacks so neither sees the other's side).
+The objectives (``mlm``, ``clm``, ``elmo``) are data for the one training loop
+(``bench.objectives``, ``bench.train``); fine-tuning is the task pipeline the accuracy
+suite uses too (``bench.tasks``). A clm encoder is fine-tuned causal too.
 
 Every family sees the same sentences in the same order and stops at the same
-token count; the record gives the FLOPs each spent (3x the forward FLOPs of the
-encoder over the padded batches plus the output projection, the usual estimate
-for a training step). One word vocabulary, built from the unlabelled text and
+token count; a held-out slice of the corpus (``pretrain.held_out`` sentences) gives
+the validation and test cross-entropy, and the record gives the FLOPs each spent.
+One word vocabulary, built from the unlabelled text and
 the tasks' training splits, serves every task, both arms; generation decodes
 words joined by spaces. Checkpoints live under ``data.cache``/checkpoints,
 named by a hash of everything that decides their content, and are reused by
@@ -27,32 +25,31 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import time
 from pathlib import Path
 
 import datasets
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
 import models
-from bench.accuracy import accuracy_tasks, encode_splits, task_model, train_and_score
 from bench.data.sources import load_task_data
 from bench.data.vocab import build_labels, build_vocab, tokenize
 from bench.errors import UserError
-from bench.runner import Context, Unit
+from bench.files import atomic_torch_save
+from bench.objectives import LanguageModel, ObjectiveData
 from bench.schema import model_kwargs
-from bench.textdata import ClassificationData, length_batches, pad
-from bench.train import TrainingDiverged, adamw, lr_factor
+from bench.suite import Context, Unit
+from bench.tasks import encode_splits, suite_tasks, task_model, train_and_score
+from bench.textdata import ClassificationData
+from bench.timing import forward_flops
+from bench.train import train
 from models.heads import TokenEmbedding
 from models.seq2seq import EncoderDecoder, Seq2Seq
 
 log = logging.getLogger("bench")
 
 SECTIONS = ("train", "accuracy", "pretrain")
-OBJECTIVES = ("mlm", "clm", "elmo")
 SPECIALS = ("bos", "eos", "sep", "mask")
 
 
@@ -68,7 +65,7 @@ def objectives(cfg) -> list[str]:
 
 def units(cfg) -> list[Unit]:
     seeds = range(cfg.seed, cfg.seed + cfg.n_seeds)
-    tasks = accuracy_tasks(cfg, "pretrain")
+    tasks = suite_tasks(cfg, "pretrain")
     out = []
     for objective in objectives(cfg):
         for seed in seeds:
@@ -81,7 +78,7 @@ def units(cfg) -> list[Unit]:
 
 def key_inputs(cfg) -> dict:
     """What every unit of this suite also depends on: the tasks whose text builds the corpus and vocabulary."""
-    return {name: OmegaConf.to_container(cfg.tasks[name], resolve=True) for name in accuracy_tasks(cfg, "pretrain")}
+    return {name: OmegaConf.to_container(cfg.tasks[name], resolve=True) for name in suite_tasks(cfg, "pretrain")}
 
 
 # ---- text and vocabulary -------------------------------------------------------------------
@@ -139,7 +136,7 @@ def corpus(ctx: Context) -> list[list[str]]:
     if cfg.pretrain.corpus == "hub":
         return hub_corpus(OmegaConf.to_container(cfg.pretrain.hub, resolve=True))
     out = []
-    for name in accuracy_tasks(cfg, "pretrain"):
+    for name in suite_tasks(cfg, "pretrain"):
         task, data = cfg.tasks[name], task_data(ctx, name, limited=False)
         if task.source != "embedded":
             out += sentences_of(data["train"], task.type)
@@ -165,7 +162,7 @@ def shared(ctx: Context):
         cfg = ctx.cfg
         text = corpus(ctx)
         vocab_text = list(text)
-        for name in accuracy_tasks(cfg, "pretrain"):
+        for name in suite_tasks(cfg, "pretrain"):
             train_split, task_type = task_data(ctx, name)["train"], cfg.tasks[name].type
             vocab_text += sentences_of(train_split, task_type)
             if task_type == "generation":
@@ -215,72 +212,6 @@ def architecture(cfg, objective: str) -> dict:
     return {"name": name, "causal": causal, **kwargs}
 
 
-class LanguageModel(nn.Module):
-    """Encoder and token embedding with the pre-training objective's output: the embedding's tied
-    projection (ELMo: each direction's half widened to d_model first)."""
-
-    def __init__(self, encoder: nn.Module, inputs: TokenEmbedding, objective: str):
-        super().__init__()
-        self.encoder, self.inputs, self.objective = encoder, inputs, objective
-        if objective == "elmo":
-            half = encoder.d_model // 2
-            self.forward_out, self.backward_out = nn.Linear(half, encoder.d_model), nn.Linear(half, encoder.d_model)
-
-    def loss(self, ids: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy at the positions whose target is not -100 (ELMo: targets (2, B, T), next and previous)."""
-        h = self.encoder(self.inputs(ids), mask)
-        if self.objective != "elmo":
-            pick = targets != -100
-            return F.cross_entropy(self.inputs.logits(h[pick]), targets[pick])
-        half = h.shape[-1] // 2
-        losses = []
-        for part, out, tgt in (
-            (h[..., :half], self.forward_out, targets[0]),
-            (h[..., half:], self.backward_out, targets[1]),
-        ):
-            pick = tgt != -100
-            losses.append(F.cross_entropy(self.inputs.logits(out(part[pick])), tgt[pick]))
-        return sum(losses) / 2
-
-
-def mask_tokens(
-    ids: torch.Tensor,
-    mask: torch.Tensor,
-    vocab_size: int,
-    mask_id: int,
-    n_special: int,
-    prob: float,
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT's masking: each real token is chosen with ``prob`` (at least one per row); a chosen token
-    becomes ``mask_id`` (80%), a random word (10%) or stays (10%). Returns (inputs, targets), targets
-    -100 where nothing is predicted."""
-    chosen = (torch.rand(ids.shape, generator=generator) < prob) & mask
-    lengths = mask.sum(1)
-    forced = (
-        torch.rand(len(ids), generator=generator) * lengths
-    ).long()  # one position per row, in case none was chosen
-    none = ~chosen.any(1) & (lengths > 0)
-    chosen[none.nonzero().squeeze(1), forced[none]] = True
-    roll = torch.rand(ids.shape, generator=generator)
-    inputs = ids.clone()
-    inputs[chosen & (roll < 0.8)] = mask_id
-    swap = chosen & (roll >= 0.8) & (roll < 0.9)
-    inputs[swap] = torch.randint(n_special, vocab_size, (int(swap.sum()),), generator=generator)
-    return inputs, ids.masked_fill(~chosen, -100)
-
-
-def shift_targets(ids: torch.Tensor, mask: torch.Tensor, direction: int = 1) -> torch.Tensor:
-    """Language-model targets: the token ``direction`` steps ahead (1: next, -1: previous), -100
-    where that step leaves the sentence."""
-    targets = torch.full_like(ids, -100)
-    if direction == 1:
-        targets[:, :-1] = ids[:, 1:].masked_fill(~mask[:, 1:], -100)
-    else:
-        targets[:, 1:] = ids[:, :-1].masked_fill(~mask[:, 1:], -100)
-    return targets.masked_fill(~mask, -100)
-
-
 # ---- pre-training --------------------------------------------------------------------------
 
 
@@ -317,16 +248,7 @@ def checkpoint_path(ctx: Context, objective: str, seed: int, tokens: int) -> Pat
     )
 
 
-def _save(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(state, partial)
-    os.replace(partial, path)  # atomic: a reader sees no checkpoint or a whole one
-
-
 def _flops(encoder: nn.Module, T: int, device, cache: dict) -> int:
-    from bench.timing import forward_flops
-
     if T not in cache:
         was = encoder.training
         cache[T] = forward_flops(encoder.eval(), T, device)
@@ -334,94 +256,89 @@ def _flops(encoder: nn.Module, T: int, device, cache: dict) -> int:
     return cache[T]
 
 
+def held_out(ids_of: list[list[int]], wanted: int) -> dict[str, list[list[int]]]:
+    """The corpus split into training sentences and held-out validation and test sentences (``wanted``
+    in all, at most a tenth of the corpus, taken evenly across it)."""
+    n = min(wanted, len(ids_of) // 10)
+    step = len(ids_of) / n if n else 0
+    picked = {int(i * step) for i in range(n)}
+    out = [s for i, s in enumerate(ids_of) if i in picked]
+    return {
+        "train": [s for i, s in enumerate(ids_of) if i not in picked],
+        "validation": out[::2] or ids_of[:1],
+        "test": out[1::2] or ids_of[:1],
+    }
+
+
 def pretrain(ctx: Context, objective: str, seed: int) -> dict:
-    """Pre-train from scratch to the largest token count, saving a checkpoint at each count.
-    Returns the curve and totals."""
+    """Pre-train from scratch, through the one training loop, to the largest token count, saving a
+    checkpoint at each count. Returns the curve and totals."""
     cfg, settings = ctx.cfg, ctx.cfg.pretrain
     text, _digest, vocab = shared(ctx)
     milestones = sorted(set(settings.tokens))
     torch.manual_seed(seed)
     arch = architecture(cfg, objective)
     encoder = models.build_encoder(**arch)
-    model = LanguageModel(encoder, TokenEmbedding(len(vocab), encoder.d_model, cfg.accuracy.embed_dim), objective).to(
-        ctx.device
+    inputs = TokenEmbedding(len(vocab), encoder.d_model, cfg.accuracy.embed_dim)
+    model = LanguageModel(encoder, inputs, objective).to(ctx.device)
+    splits = held_out([vocab.encode(s) for s in text], settings.held_out)
+    flop_cache: dict = {}
+    data = ObjectiveData(
+        splits,
+        objective,
+        len(vocab),
+        vocab.special_id("mask"),
+        2 + len(SPECIALS),
+        settings.mask_prob,
+        ctx.device,
+        seed,
+        lambda T: _flops(encoder, T, ctx.device, flop_cache),
+        cfg.accuracy.embed_dim,
     )
-    ids_of = [vocab.encode(s) for s in text]
-    total = milestones[-1]
-    mean_len = sum(map(len, ids_of)) / len(ids_of)
-    steps_estimate = max(1, int(total / (settings.batch_size * mean_len)) + 1)
-    opt = adamw(model.parameters(), lr=settings.lr, weight_decay=cfg.train.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(lr_factor(s, steps_estimate, settings.warmup), 0.05))
-    gen = torch.Generator().manual_seed(seed)
-    mask_id, n_special = vocab.special_id("mask"), 2 + len(SPECIALS)
-    seen, step, flops, flop_cache, running, curve, saved = 0, 0, 0, {}, [], [], {}
-    start, epoch, next_milestone = time.perf_counter(), 0, 0
-    V, E = len(vocab), cfg.accuracy.embed_dim
-    model.train()
-    while next_milestone < len(milestones):
-        for rows in length_batches([len(s) for s in ids_of], settings.batch_size, True, seed * 1000 + epoch):
-            ids, mask = pad([ids_of[i] for i in rows], ctx.device)
-            if objective == "mlm":
-                inputs, targets = mask_tokens(ids.cpu(), mask.cpu(), V, mask_id, n_special, settings.mask_prob, gen)
-                inputs, targets = inputs.to(ctx.device), targets.to(ctx.device)
-            elif objective == "clm":
-                inputs, targets = ids, shift_targets(ids, mask, 1)
-            else:
-                inputs, targets = ids, torch.stack([shift_targets(ids, mask, 1), shift_targets(ids, mask, -1)])
-            loss = model.loss(inputs, mask, targets)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"the pre-training loss became {loss.item()} at step {step + 1}")
-            loss.backward()
-            if cfg.train.clip > 0:  # 0: no clipping (clip_grad_norm_ with 0 would zero every gradient)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            seen += int(mask.sum())
-            predicted = int((targets != -100).sum())
-            flops += 3 * (ids.shape[0] * _flops(encoder, ids.shape[1], ctx.device, flop_cache) + 2 * predicted * E * V)
-            running.append(loss.item())
-            if step % settings.log_every == 0:
-                curve.append({"step": step, "tokens": seen, "loss": sum(running) / len(running)})
-                running = []
-                log.info(
-                    f"{ctx.encoder} pretrain {objective} seed={seed} {seen}/{total} tokens, loss {curve[-1]['loss']:.3f}, "
-                    f"{time.perf_counter() - start:.0f} s"
-                )
-            while next_milestone < len(milestones) and seen >= milestones[next_milestone]:
-                n = milestones[next_milestone]
+    train_tokens = sum(map(len, splits["train"]))
+    steps = max(1, int(milestones[-1] / (settings.batch_size * train_tokens / len(splits["train"]))) + 1)
+    loop = OmegaConf.create(
+        {
+            "steps": 3 * steps + 100,  # a cap: training ends at the last token count
+            "schedule_steps": steps,  # the schedule decays over the steps the largest count takes, to 5%
+            "lr_floor": 0.05,
+            "lr": settings.lr,
+            "warmup": settings.warmup,
+            "weight_decay": cfg.train.weight_decay,
+            "clip": cfg.train.clip,
+            "batch_size": settings.batch_size,
+            "eval_every": settings.log_every,
+            "patience": 0,
+        }
+    )
+    saved: dict[int, dict] = {}
+
+    def save_checkpoints(step: int) -> bool:
+        for n in milestones:
+            if n not in saved and data.tokens_seen >= n:
                 path = checkpoint_path(ctx, objective, seed, n)
-                _save(
-                    path,
-                    {
-                        "encoder": encoder.state_dict(),
-                        "inputs": model.inputs.state_dict(),
-                        "architecture": arch,
-                        "objective": objective,
-                        "tokens_seen": seen,
-                        "tokens": n,
-                        "flops": flops,
-                        "step": step,
-                    },
-                )
-                saved[n] = {"path": str(path), "tokens_seen": seen, "flops": flops, "step": step}
-                next_milestone += 1
-            if next_milestone == len(milestones):
-                break
-        epoch += 1
-    if running:
-        curve.append({"step": step, "tokens": seen, "loss": sum(running) / len(running)})
+                facts = {"tokens_seen": data.tokens_seen, "flops": data.flops, "step": step}
+                state = {"encoder": encoder.state_dict(), "inputs": inputs.state_dict(), "architecture": arch}
+                atomic_torch_save(path, {**state, "objective": objective, "tokens": n, **facts})
+                saved[n] = {"path": str(path), **facts}
+        return len(saved) == len(milestones)
+
+    tag = f"{ctx.encoder} pretrain {objective} seed={seed} to {milestones[-1]} tokens"
+    result = train(model, data, loop, seed, tag=tag, after_step=save_checkpoints)
+    if len(saved) < len(milestones):
+        raise RuntimeError(f"pre-training ended at {data.tokens_seen} tokens, short of {milestones[-1]}")
     return {
-        "curve": curve,
+        "curve": result.curve,
         "checkpoints": saved,
-        "steps": step,
-        "tokens_seen": seen,
-        "flops": flops,
-        "train_s": time.perf_counter() - start,
+        "steps": result.steps,
+        "tokens_seen": data.tokens_seen,
+        "flops": data.flops,
+        "train_s": result.train_s,
+        "heldout": {"validation": result.curve[-1]["cross_entropy"], "test": result.test["cross_entropy"]},
+        "heldout_sentences": {split: len(splits[split]) for split in ("validation", "test")},
         "corpus_sentences": len(text),
         "corpus_tokens": sum(map(len, text)),
-        "vocab_size": V,
+        "vocab_size": len(vocab),
         "architecture": arch,
         "encoder_params": models.count_parameters(encoder),
         "d_model": encoder.d_model,
@@ -493,6 +410,7 @@ def run(ctx: Context, unit: Unit):
     if unit.task == "pretrain":
         result = pretrain(ctx, objective, unit.seed)
         rows = [{"setting": f"tokens={p['tokens']}", "metric": "loss", "value": p["loss"]} for p in result["curve"]]
+        rows += [{"setting": s, "metric": "cross_entropy", "value": v} for s, v in result["heldout"].items()]
         rows.append({"setting": "total", "metric": "flops", "value": float(result["flops"])})
         return rows, {"objective": objective, **result}
     task = ctx.cfg.tasks[unit.task]

@@ -149,6 +149,9 @@ class PretrainConfig:
     )  # mlm: share of tokens predicted (80/10/10 mask/random/keep)
     max_len: int = field(default=128, metadata=_range(2))  # tokens kept per sentence
     log_every: int = field(default=50, metadata=_range(1))  # steps between points of the loss curve
+    held_out: int = field(
+        default=400, metadata=_range(2)
+    )  # corpus sentences kept out for the validation and test loss (at most a tenth of the corpus)
     corpus: str = field(
         default="tasks", metadata=_range(choices=["tasks", "hub"])
     )  # tasks: the fine-tuning tasks' unlabelled text

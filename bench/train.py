@@ -12,7 +12,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -59,12 +59,12 @@ def adamw(params, lr: float, weight_decay: float = 0.01) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
-def lr_factor(step: int, total: int, warmup: float) -> float:
-    """Linear warm-up over ``warmup`` of the steps, then linear decay to zero."""
+def lr_factor(step: int, total: int, warmup: float, floor: float = 0.0) -> float:
+    """Linear warm-up over ``warmup`` of the steps, then linear decay to ``floor`` (of the peak rate)."""
     warm = max(1, int(warmup * total))
     if step < warm:
         return (step + 1) / warm
-    return max(0.0, (total - step) / max(1, total - warm))
+    return max(floor, (total - step) / max(1, total - warm))
 
 
 def _forever(data: TaskData, batch_size: int, seed: int) -> Iterator:
@@ -79,11 +79,20 @@ def _forever(data: TaskData, batch_size: int, seed: int) -> Iterator:
         epoch += 1
 
 
-def train(model: nn.Module, data: TaskData, cfg, seed: int, tag: str = "") -> TrainResult:
+def train(
+    model: nn.Module, data: TaskData, cfg, seed: int, tag: str = "", after_step: Callable[[int], bool] | None = None
+) -> TrainResult:
     """Train ``model`` for ``cfg.steps`` steps (cfg: the ``train`` settings); the returned test
-    metrics come from the checkpoint with the best validation metric."""
+    metrics come from the checkpoint with the best validation metric.
+
+    ``after_step(step)`` runs after every optimiser step (pre-training saves its checkpoints there) and
+    ends training, after one last evaluation, by returning True. The schedule decays over
+    ``cfg.schedule_steps`` (default ``cfg.steps``) to ``cfg.lr_floor`` (default 0) of the peak rate.
+    A curve point holds the step, the mean training loss since the last point, the validation
+    metrics, the seconds spent so far and, where the data counts them, the training tokens seen."""
     opt = adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.warmup))
+    horizon, floor = cfg.get("schedule_steps") or cfg.steps, cfg.get("lr_floor") or 0.0
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, horizon, cfg.warmup, floor))
     sign = 1 if data.higher_is_better else -1
     best_score, best_step, best_state, best_val = -math.inf, 0, None, {}
     curve, running, bad_evals = [], [], 0
@@ -102,10 +111,14 @@ def train(model: nn.Module, data: TaskData, cfg, seed: int, tag: str = "") -> Tr
         sched.step()
         opt.zero_grad(set_to_none=True)
         running.append(loss.item())
-        if step % cfg.eval_every and step != cfg.steps:
+        stop = after_step is not None and after_step(step)
+        if step % cfg.eval_every and step != cfg.steps and not stop:
             continue
         val = data.evaluate(model, "validation")
         point = {"step": step, "loss": sum(running) / len(running), **val}
+        point["seconds"] = round(time.perf_counter() - start, 3)
+        if hasattr(data, "tokens_seen"):
+            point["tokens"] = data.tokens_seen
         curve.append(point)
         running = []
         score = sign * val[data.selection_metric]
@@ -116,11 +129,14 @@ def train(model: nn.Module, data: TaskData, cfg, seed: int, tag: str = "") -> Tr
             bad_evals = 0
         else:
             bad_evals += 1
+        where = f" ({point['tokens']} tokens)" if after_step and "tokens" in point else f"/{cfg.steps}"
         log.info(
-            f"{tag} step {step}/{cfg.steps} loss {point['loss']:.4f} "
+            f"{tag} step {step}{where} loss {point['loss']:.4f} "
             f"val {data.selection_metric} {val[data.selection_metric]:.4f}{' (best)' if improved else ''} "
             f"{time.perf_counter() - start:.0f} s"
         )
+        if stop:
+            break
         if cfg.patience and bad_evals >= cfg.patience:
             log.info(f"{tag} early stop: no better validation {data.selection_metric} in {cfg.patience} evaluations")
             break

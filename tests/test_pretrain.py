@@ -7,11 +7,12 @@ import pytest
 import torch
 
 import models
-from bench import accuracy, pretrain
+from bench import objectives, pretrain, tasks
 from bench.data import wsd
 from bench.records import load_records
 from bench.report import claims, frames
-from bench.runner import Context, Unit, run_job
+from bench.runner import run_job
+from bench.suite import Context, Unit
 from models.heads import TokenEmbedding
 
 TINY = [
@@ -35,7 +36,7 @@ def test_masking_chooses_fifteen_percent_and_splits_80_10_10():
     ids = torch.randint(10, 1000, (400, 64), generator=g)
     lengths = torch.randint(1, 65, (400,), generator=g)
     mask = torch.arange(64)[None] < lengths[:, None]
-    inputs, targets = pretrain.mask_tokens(ids, mask, 1000, mask_id=6, n_special=7, prob=0.15, generator=g)
+    inputs, targets = objectives.mask_tokens(ids, mask, 1000, mask_id=6, n_special=7, prob=0.15, generator=g)
     chosen = targets != -100
     assert not (chosen & ~mask).any(), "padding is never a target"
     assert chosen.any(1).all(), "every sentence predicts at least one token"
@@ -54,8 +55,8 @@ def test_masking_chooses_fifteen_percent_and_splits_80_10_10():
 def test_language_model_targets_are_the_next_and_previous_tokens():
     ids = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]])
     mask = ids != 0
-    assert pretrain.shift_targets(ids, mask, 1).tolist() == [[6, 7, 8, -100], [10, -100, -100, -100]]
-    assert pretrain.shift_targets(ids, mask, -1).tolist() == [[-100, 5, 6, 7], [-100, 9, -100, -100]]
+    assert objectives.shift_targets(ids, mask, 1).tolist() == [[6, 7, 8, -100], [10, -100, -100, -100]]
+    assert objectives.shift_targets(ids, mask, -1).tolist() == [[-100, 5, 6, 7], [-100, 9, -100, -100]]
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,7 @@ def test_language_model_never_sees_the_token_it_predicts(name, objective):
     torch.manual_seed(0)
     stacking = {"stacking": "separate"} if objective == "elmo" else {}
     encoder = models.build_encoder(name, d_model=16, causal=objective == "clm", **stacking, dropout=0.0)
-    model = pretrain.LanguageModel(encoder, TokenEmbedding(50, 16), objective).eval()
+    model = objectives.LanguageModel(encoder, TokenEmbedding(50, 16), objective).eval()
     ids = torch.randint(3, 50, (1, 9))
     mask = torch.ones_like(ids, dtype=torch.bool)
     emb = model.inputs(ids).detach().requires_grad_(True)
@@ -108,14 +109,14 @@ def test_fine_tuning_starts_from_the_stored_checkpoint(compose, tmp_path, monkey
     fresh = {k: v.clone() for k, v in encoder.state_dict().items()}
     assert any(not torch.equal(fresh[k], stored["encoder"][k]) for k in fresh), "a fresh encoder differs"
     seen = {}
-    real_train = accuracy.train
+    real_train = tasks.train
 
     def spy(model, data, settings, seed, tag=""):  # the weights the training loop receives
         seen.update({k: v.clone() for k, v in model.encoder.state_dict().items()})
         seen["embedding"] = model.inputs.table.weight.detach().clone()
         return real_train(model, data, settings, seed, tag)
 
-    monkeypatch.setattr(accuracy, "train", spy)
+    monkeypatch.setattr(tasks, "train", spy)
     _rows, info = pretrain.run(ctx, Unit("tagging", seed=0, params={"objective": "mlm", "tokens": 800}))
     assert info["checkpoint"]["path"] == result["checkpoints"][800]["path"]
     assert all(torch.equal(seen[k], stored["encoder"][k]) for k in stored["encoder"])
@@ -251,3 +252,42 @@ def test_fine_tuned_translators_decode_with_the_pretrain_beam(compose, tmp_path,
     ctx = Context(cfg=cfg, encoder="cnn", device=torch.device("cpu"), out_dir=tmp_path, threads=1)
     data, _, _ = pretrain.prepare(ctx, "generation")
     assert data.beam_size == expected
+
+
+def test_held_out_sentences_never_enter_pre_training():
+    corpus = [[i, i + 1] for i in range(100)]
+    splits = pretrain.held_out(corpus, wanted=40)
+    trained = {tuple(s) for s in splits["train"]}
+    kept = [tuple(s) for split in ("validation", "test") for s in splits[split]]
+    assert len(kept) == 10 and not trained & set(kept)  # at most a tenth of the corpus
+    assert len(trained) + len(kept) == len(corpus)
+
+
+def test_pre_training_runs_the_one_training_loop_and_learns_on_held_out_text(compose, tmp_path, monkeypatch):
+    """Pre-training goes through bench.train.train (its curve, held-out metric and stopping at the last token
+    count), and its held-out cross-entropy ends below where it started."""
+    from bench import train as loop
+
+    calls = []
+    real = loop.train
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("after_step"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pretrain, "train", spy)
+    cfg = compose(
+        *TINY,
+        "model=cnn",
+        "task=[tagging]",
+        "pretrain.tokens=[3000]",
+        "pretrain.log_every=10",
+        f"data.cache={tmp_path / 'cache'}",
+    )
+    ctx = Context(cfg=cfg, encoder="cnn", device=torch.device("cpu"), out_dir=tmp_path, threads=1)
+    result = pretrain.pretrain(ctx, "mlm", seed=0)
+    assert len(calls) == 1 and callable(calls[0])
+    curve = result["curve"]
+    assert curve[-1]["tokens"] == result["tokens_seen"] >= 3000 > curve[-2]["tokens"]  # stopped at the count
+    assert result["heldout"]["validation"] < curve[0]["cross_entropy"], curve
+    assert all(p["seconds"] >= 0 for p in curve)
