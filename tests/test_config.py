@@ -46,6 +46,23 @@ def test_every_suite_option_is_a_module_that_declares_the_suite_interface(suite)
     assert set(module.SECTIONS) <= {"train", "speed", "distance", "accuracy", "pretrain"}
 
 
+def test_a_suite_imports_neither_another_suite_nor_the_runner():
+    import ast
+
+    suites = {f"bench.{name}" for name in SUITES} | {"bench.runner"}
+    for name in SUITES:
+        tree = ast.parse((REPO / "bench" / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {
+            f"{n.module}.{a.name}"
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module
+            for a in n.names
+        }
+        assert not (imported & suites) - {f"bench.{name}"}, f"bench/{name}.py imports {imported & suites}"
+
+
 def test_a_suite_module_that_lacks_the_interface_is_refused_in_one_sentence(monkeypatch):
     import types
 
