@@ -243,7 +243,8 @@ def encoder_schema(name: str) -> type:
             default = field(default_factory=lambda d=default: list(d))
         elif default is inspect.Parameter.empty:
             default = MISSING
-        fields.append((arg, _omegaconf_type(hints.get(arg, Any)), default))
+        declared = param.annotation if isinstance(param.annotation, type) else Any  # a harness option's
+        fields.append((arg, _omegaconf_type(hints.get(arg, declared)), default))
     # the encoder it belongs to rides on the class, for the error that names a setting it lacks (bench.errors)
     return dataclasses.make_dataclass(f"{cls.__name__}Settings", fields, namespace={"encoder_name": name})
 

@@ -22,6 +22,10 @@ declares what it is and can do in class attributes, read through ``capabilities`
   ``stacking="separate"``, two one-direction stacks that never see each other's
   states, as the ELMo objective's pair of language models needs;
 
+What every encoder gets from ``build_encoder`` stays out of its file: the checks of
+the settings encoders share (``COMMON_CHECKS``) and row-chunked inference
+(``HARNESS_OPTIONS``: ``infer_chunk_tokens``).
+
 A module of an encoder whose arithmetic the FLOP counter cannot see (anything but
 matrix products, convolutions and attention, e.g. a scan) declares it with
 ``uncounted_flops(seq_len) -> int``: its FLOPs over one sequence of that length.
@@ -90,10 +94,40 @@ def capabilities(name: str) -> Capabilities:
     )
 
 
+# what build_encoder applies to every encoder, so that an encoder file holds only its mathematics
+HARNESS_OPTIONS = {
+    # inference (autograd off) runs rows in chunks of at most this many tokens; rows never interact, so the
+    # outputs are the same and the high-water mark is bounded (the Transformer's 4x-wide FFN activations at
+    # B=32, T=2048: 976 -> 281 MB). 0: never chunk.
+    "infer_chunk_tokens": inspect.Parameter(
+        "infer_chunk_tokens", inspect.Parameter.KEYWORD_ONLY, default=16384, annotation=int
+    ),
+}
+
+
 def encoder_options(name: str) -> dict[str, inspect.Parameter]:
-    """The keyword arguments an encoder's constructor takes, besides d_model and causal."""
+    """The keyword arguments ``build_encoder`` takes for an encoder, besides d_model and causal: its
+    constructor's, then the harness's (``HARNESS_OPTIONS``)."""
     params = inspect.signature(encoder_class(name).__init__).parameters
-    return {k: p for k, p in params.items() if k not in ("self", "d_model", "causal")}
+    own = {k: p for k, p in params.items() if k not in ("self", "d_model", "causal")}
+    return {**own, **HARNESS_OPTIONS}
+
+
+_ROW_CHUNKED: dict[type, type] = {}
+
+
+def row_chunked(cls: type[nn.Module]) -> type[nn.Module]:
+    """``cls`` whose forward runs in row chunks of ``infer_chunk_tokens`` tokens when autograd is off
+    (``models.chunking``): a subclass, so weights, attributes and ``isinstance`` stay the encoder's."""
+    if cls not in _ROW_CHUNKED:
+        from models.chunking import in_row_chunks
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return in_row_chunks(super(chunked, self).forward, x, mask, self.infer_chunk_tokens)
+
+        chunked = type(cls.__name__, (cls,), {"forward": forward, "__doc__": cls.__doc__})
+        _ROW_CHUNKED[cls] = chunked
+    return _ROW_CHUNKED[cls]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -108,6 +142,8 @@ def width_for_budget(name: str, param_budget: int, causal: bool = False, factory
     from models.budget import solve_for_budget
 
     cls = encoder_class(name)
+    if factory is None:
+        options = {k: v for k, v in options.items() if k not in HARNESS_OPTIONS}
     step = cls.width_multiple(causal=causal, **options) if hasattr(cls, "width_multiple") else 1
     return solve_for_budget(
         factory or cls, param_budget, step, getattr(cls, "fine_width", None), causal=causal, **options
@@ -139,7 +175,7 @@ def build_encoder(
     **options,
 ) -> nn.Module:
     """Build encoder ``name``, after the checks of the settings it shares with other encoders
-    (``COMMON_CHECKS``: an encoder file checks only its own).
+    (``COMMON_CHECKS``: an encoder file checks only its own), with the harness's row-chunked inference.
 
     The width is ``d_model`` when given; else it is solved from ``param_budget``
     (see ``models.budget``); else it is the encoder's default. Depth and the other
@@ -155,10 +191,11 @@ def build_encoder(
             f"{name} takes no option {', '.join(sorted(unknown))}; its options are {', '.join(encoder_options(name))}"
         )
     _check_common(name, options)
+    harness = {k: options.pop(k, p.default) for k, p in HARNESS_OPTIONS.items()}
     if d_model is None and param_budget is not None:
         sized = width_for_budget(name, param_budget, causal=causal, **options)
         d_model = sized.pop("d_model")
         options = {**options, **sized}
-    if d_model is None:
-        return cls(causal=causal, **options)
-    return cls(d_model=d_model, causal=causal, **options)
+    encoder = row_chunked(cls)(causal=causal, **options, **({} if d_model is None else {"d_model": d_model}))
+    encoder.infer_chunk_tokens = harness["infer_chunk_tokens"]
+    return encoder

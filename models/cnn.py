@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention import CrossAttention, DecoderState
-from models.chunking import in_row_chunks
 
 NORMS = ("layer", "rms", "none")
 
@@ -61,7 +60,6 @@ class CNNEncoder(nn.Module):
         n_blocks: int = 1,
         norm: str = "layer",
         dropout: float = 0.1,
-        infer_chunk_tokens: int = 16384,
     ):
         super().__init__()
         if d_model < 1:
@@ -74,16 +72,13 @@ class CNNEncoder(nn.Module):
             raise ValueError(f"n_blocks={n_blocks} must be at least 1")
         if norm not in NORMS:
             raise ValueError(f"norm={norm!r} must be one of {', '.join(NORMS)}")
-        self.d_model, self.causal, self.infer_chunk_tokens = d_model, causal, infer_chunk_tokens
+        self.d_model, self.causal = d_model, causal
         schedule = list(dilations) * n_blocks
         self.blocks = nn.ModuleList(DilatedBlock(d_model, kernel_size, d, causal, norm, dropout) for d in schedule)
         self.norm = _norm(norm, d_model)
         self.receptive_field = 1 + sum((kernel_size - 1) * d for d in schedule)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return in_row_chunks(self._encode, x, mask, self.infer_chunk_tokens)
-
-    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         keep = mask[..., None]  # (B, T, 1)
         x = x.masked_fill(~keep, 0.0)
         for block in self.blocks:

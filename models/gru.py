@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention import CrossAttention, DecoderState
-from models.chunking import in_row_chunks
 from models.lstm import row_reversal
 
 
@@ -30,7 +29,6 @@ class GRUEncoder(nn.Module):
         causal: bool = False,
         n_layers: int = 2,
         dropout: float = 0.1,
-        infer_chunk_tokens: int = 16384,
         stacking: str = "joint",
     ):
         super().__init__()
@@ -43,7 +41,6 @@ class GRUEncoder(nn.Module):
                 "(half the width runs each direction)"
             )
         self.d_model, self.causal, self.receptive_field = d_model, causal, None
-        self.infer_chunk_tokens = infer_chunk_tokens
         self.separate = bidirectional and stacking == "separate"
 
         def stack(hidden: int, both: bool) -> nn.GRU:
@@ -60,9 +57,6 @@ class GRUEncoder(nn.Module):
         return 1 if causal else 2
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return in_row_chunks(self._encode, x, mask, self.infer_chunk_tokens)
-
-    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.separate:
             reverse = row_reversal(mask)
             h = torch.cat([self.gru(x)[0], reverse(self.gru_backward(reverse(x))[0])], dim=-1)

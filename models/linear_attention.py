@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention import CrossAttention, DecoderState
-from models.chunking import in_row_chunks
 from models.transformer import POSITIONS, add_positions
 
 EPS = 1e-6  # keeps the normaliser away from 0; phi > 0, so it is positive wherever a key is real
@@ -105,7 +104,6 @@ class LinearAttentionEncoder(nn.Module):
         chunk_size: int = 64,
         positions: str = "sinusoidal",
         max_len: int = 4096,
-        infer_chunk_tokens: int = 16384,
     ):
         super().__init__()
         if d_model < 1 or n_heads < 1 or d_model % n_heads:
@@ -120,7 +118,7 @@ class LinearAttentionEncoder(nn.Module):
         if max_len < 1:
             raise ValueError(f"max_len={max_len} must be a positive integer")
         self.d_model, self.causal, self.receptive_field = d_model, causal, None
-        self.max_len, self.infer_chunk_tokens = max_len, infer_chunk_tokens
+        self.max_len = max_len
         add_positions(self, positions, max_len, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff, dropout, chunk_size) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d_model)
@@ -133,9 +131,6 @@ class LinearAttentionEncoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if x.shape[1] > self.max_len:
             raise ValueError(f"sequence length {x.shape[1]} exceeds max_len={self.max_len}")
-        return in_row_chunks(self._encode, x, mask, self.infer_chunk_tokens)
-
-    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.dropout(x + self.positions[: x.shape[1]])
         for block in self.blocks:
             x = block(x, mask, self.causal)

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention import CrossAttention, DecoderState
-from models.chunking import in_row_chunks
 
 
 def row_reversal(mask: torch.Tensor):
@@ -46,7 +45,6 @@ class LSTMEncoder(nn.Module):
         causal: bool = False,
         n_layers: int = 2,
         dropout: float = 0.1,
-        infer_chunk_tokens: int = 16384,
         stacking: str = "joint",
     ):
         super().__init__()
@@ -59,7 +57,6 @@ class LSTMEncoder(nn.Module):
                 "(half the width runs each direction)"
             )
         self.d_model, self.causal, self.receptive_field = d_model, causal, None
-        self.infer_chunk_tokens = infer_chunk_tokens
         self.separate = bidirectional and stacking == "separate"
 
         def stack(hidden: int, both: bool) -> nn.LSTM:
@@ -82,9 +79,6 @@ class LSTMEncoder(nn.Module):
         return 1 if causal else 2
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return in_row_chunks(self._encode, x, mask, self.infer_chunk_tokens)
-
-    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.separate:
             reverse = row_reversal(mask)
             h = torch.cat([self.lstm(x)[0], reverse(self.lstm_backward(reverse(x))[0])], dim=-1)

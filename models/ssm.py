@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention import CrossAttention, DecoderState
-from models.chunking import in_row_chunks
 from models.lstm import row_reversal
 
 
@@ -146,7 +145,6 @@ class SSMEncoder(nn.Module):
         n_heads: int = 4,
         chunk_size: int = 64,
         dropout: float = 0.1,
-        infer_chunk_tokens: int = 16384,
     ):
         super().__init__()
         sizes = {"d_model": d_model, "d_state": d_state, "expand": expand, "d_conv": d_conv}
@@ -154,7 +152,6 @@ class SSMEncoder(nn.Module):
             if value < 1:
                 raise ValueError(f"{name}={value} must be a positive integer")
         self.d_model, self.causal, self.receptive_field = d_model, causal, None
-        self.infer_chunk_tokens = infer_chunk_tokens
         mixer = {"d_state": d_state, "expand": expand, "d_conv": d_conv, "n_heads": n_heads, "chunk_size": chunk_size}
         self.blocks = nn.ModuleList(Block(d_model, not causal, dropout, **mixer) for _ in range(n_layers))
         self.norm_f = nn.RMSNorm(d_model)
@@ -164,9 +161,6 @@ class SSMEncoder(nn.Module):
         return n_heads // math.gcd(n_heads, expand)  # n_heads divides expand * d_model
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return in_row_chunks(self._encode, x, mask, self.infer_chunk_tokens)
-
-    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         reverse = None if self.causal else row_reversal(mask)
         for block in self.blocks:
             x = block(x, reverse)

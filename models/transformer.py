@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.attention import CrossAttention, DecoderState
-from models.chunking import in_row_chunks
 
 POSITIONS = ("sinusoidal", "learned")
 
@@ -97,7 +96,6 @@ class TransformerEncoder(nn.Module):
         attn_dropout: float = 0.0,
         positions: str = "sinusoidal",
         max_len: int = 4096,
-        infer_chunk_tokens: int = 16384,
     ):
         super().__init__()
         if d_model < 1 or n_heads < 1 or d_model % n_heads:
@@ -116,7 +114,7 @@ class TransformerEncoder(nn.Module):
         if max_len < 1:
             raise ValueError(f"max_len={max_len} must be a positive integer")
         self.d_model, self.causal, self.receptive_field = d_model, causal, None
-        self.max_len, self.infer_chunk_tokens = max_len, infer_chunk_tokens
+        self.max_len = max_len
         add_positions(self, positions, max_len, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff, dropout, attn_dropout) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d_model)
@@ -127,13 +125,9 @@ class TransformerEncoder(nn.Module):
         return n_heads
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] > self.max_len:
-            raise ValueError(f"sequence length {x.shape[1]} exceeds max_len={self.max_len}")
-        # the FFN's 4x-wide activations then exist for one chunk at a time (B=32, T=2048: 976 -> 281 MB)
-        return in_row_chunks(self._encode, x, mask, self.infer_chunk_tokens)
-
-    def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         T = x.shape[1]
+        if T > self.max_len:
+            raise ValueError(f"sequence length {T} exceeds max_len={self.max_len}")
         x = self.dropout(x + self.positions[:T])
         # padded keys are hidden from every query; a causal kernel already hides them under right padding
         attn_mask = None if self.causal or bool(mask.all()) else mask[:, None, None, :]  # (B, 1, 1, T)

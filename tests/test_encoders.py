@@ -195,6 +195,31 @@ def test_chunked_inference_gives_the_same_outputs(name):
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", ENCODERS)
+def test_row_chunking_is_the_harness_s_and_runs_the_encoder_on_chunks(name):
+    """build_encoder applies row-chunked inference; the encoder's own file knows nothing of it."""
+    from tests.conftest import REPO
+
+    source = (REPO / "models" / f"{name}.py").read_text()
+    assert "in_row_chunks" not in source and "infer_chunk_tokens" not in source
+    enc = make(name, causal=False, infer_chunk_tokens=2 * T)
+    own_forward, rows = type(enc).__mro__[1].forward, []
+
+    def counting(self, x, mask):
+        rows.append(len(x))
+        return own_forward(self, x, mask)
+
+    type(enc).__mro__[1].forward = counting
+    try:
+        with torch.no_grad():
+            enc(torch.randn(7, T, D), torch.ones(7, T, dtype=torch.bool))
+        enc(torch.randn(7, T, D), torch.ones(7, T, dtype=torch.bool))  # training: whole, for the backward pass
+    finally:
+        type(enc).__mro__[1].forward = own_forward
+    assert rows == [2, 2, 2, 1, 7]
+    assert isinstance(enc, type(enc).__mro__[1]) and type(enc).__name__ == type(enc).__mro__[1].__name__
+
+
 def test_the_chunked_ssm_scan_is_the_recurrence_across_chunks():
     """models/ssm.py's scan (products inside a chunk, a carried state across) against h_t = a_t h_{t-1} + b_t
     step by step, over 13 steps in chunks of 4 (so a partial last chunk too)."""
