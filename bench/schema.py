@@ -20,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 import models
+from bench import roles
 from bench.errors import UserError
 
 
@@ -259,9 +260,6 @@ def _config_groups() -> str:
     return "\n".join(lines)
 
 
-FIRST_ENCODERS = ("lstm", "cnn", "transformer")  # the published comparison's three, first in every sweep
-
-
 def default_encoders(*leave_out: str) -> str:
     """The encoders the default sweep runs, comma-separated: every ``models/<name>.py`` with a
     ``conf/model/<name>.yaml`` (so a new encoder's two files put it in ``make bench``), less ``leave_out``;
@@ -269,8 +267,7 @@ def default_encoders(*leave_out: str) -> str:
     In a config: ``${fxbench_encoders:}``, ``${fxbench_encoders:transformer}``."""
     conf = Path(__file__).resolve().parent.parent / "conf" / "model"
     names = [n for n in models.available() if (conf / f"{n}.yaml").exists() and n not in leave_out]
-    first = [n for n in FIRST_ENCODERS if n in names]
-    return ",".join(first + [n for n in names if n not in first])
+    return ",".join(roles.ordered(names))  # the published comparison's three first
 
 
 def job_dirname(overrides: str) -> str:

@@ -19,6 +19,7 @@ from torch import nn
 import models
 from bench.env import environment
 from bench.report.stats import Interval, ratio_of_medians
+from bench.roles import DEFAULT_CAST
 from bench.timing import Timing, forward_flops, gemm_peak, in_fresh_process, measure_config, time_calls, tune_malloc
 
 B = 32
@@ -34,7 +35,7 @@ def default_sizes() -> dict:
     conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
     out = {}
     with initialize_config_dir(config_dir=conf, version_base="1.3"):
-        for name in ("lstm", "cnn", "transformer"):
+        for name in DEFAULT_CAST.values():  # the targets are about the published comparison's three
             out[name] = model_kwargs(compose("config", overrides=["suite=speed", f"model={name}"]).model)
     return out
 

@@ -200,3 +200,40 @@ def test_cli_help_and_cfg_job_work():
 
 def test_user_error_is_explained_as_itself():
     assert explain(UserError("data.root=/x does not exist.")) == "data.root=/x does not exist."
+
+
+def test_the_harness_never_names_an_encoder_outside_the_one_order():
+    """Which encoders exist comes from models/ and their declared families; the only names the harness holds
+    are the published comparison's cast (bench/roles.py) and the implementation targets of its three
+    (bench/targets.py, which times the LSTM against its own nn.LSTM)."""
+    import ast
+
+    import models
+
+    names = set(models.available())
+    for path in (REPO / "bench").rglob("*.py"):
+        if path.name in ("roles.py", "targets.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        named = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in names}
+        assert not named, f"{path.relative_to(REPO)} names {sorted(named)}"
+
+
+def test_the_one_order_puts_the_cast_first_then_families_and_presets_beside_their_encoder():
+    import models
+    from bench import roles
+    from bench.report import frames
+
+    order = roles.ordered(models.available())
+    assert order[:3] == list(roles.DEFAULT_CAST.values()) and sorted(order) == sorted(models.available())
+    rnns = [n for n in order[3:] if roles.family_of(n) == "rnn"]
+    assert order[3 : 3 + len(rnns)] == rnns  # other RNNs next, then the other roles' families, then the rest
+    labels = ["transformer_big (9M)", "ssm (3.2M)", "transformer (3.2M)", "lstm (0.3M)", "transformer_base (2M)"]
+    assert frames.encoder_order(labels) == [
+        "lstm (0.3M)",
+        "transformer (3.2M)",
+        "transformer_base (2M)",
+        "transformer_big (9M)",
+        "ssm (3.2M)",
+    ]
+    assert roles.ordered(["zeta", "lstm"]) == ["lstm", "zeta"]  # a name of no encoder goes last

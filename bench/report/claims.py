@@ -20,17 +20,9 @@ import numpy as np
 import pandas as pd
 
 from bench.report.stats import ratio_of_medians, welch_diff
+from bench.roles import CNN, DEFAULT_CAST, RNN, ROLE_FAMILIES, ROLE_NAMES, TRANSFORMER
 
 HOLDS, FAILS, UNSURE, MISSING = "holds", "does not hold", "inconclusive", "missing data"
-RNN, CNN, TRANSFORMER = "rnn", "cnn", "transformer"  # the roles the published comparison's claims name
-ROLE_FAMILIES = {RNN: "rnn", CNN: "cnn", TRANSFORMER: "attention"}  # the architecture family that fills each role
-ROLE_NAMES = {RNN: "RNN", CNN: "CNN", TRANSFORMER: "Transformer"}
-DEFAULT_CAST = {
-    RNN: "lstm",
-    CNN: "cnn",
-    TRANSFORMER: "transformer",
-}  # who stands for each role in the published comparison
-
 SPEED_RULE = (
     "at every T measured, each neighbour pair in the claimed order is faster by a ratio of median times "
     "whose 95% bootstrap interval excludes 1; does not hold if any pair is significantly reversed"

@@ -21,6 +21,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
+import models
+from bench import roles
 from bench.report.frames import name_of
 from bench.report.render import human
 from bench.report.stats import RANGES, mean_ci
@@ -28,7 +30,6 @@ from bench.report.stats import RANGES, mean_ci
 sns.set_theme(style="whitegrid", context="notebook")
 matplotlib.rcParams["svg.hashsalt"] = "fxbench"  # deterministic clip-path ids in the SVGs
 
-FAMILIES = ("lstm", "cnn", "transformer")  # one colour each, in every figure of every report
 MARKERS = ("o", "s", "^", "D", "v", "X", "P", "*")  # by size within a family, smallest first
 DTYPE_STYLES = {"fp32": "-", "bf16": "--", "fp16": "-."}
 MAX_COLS = 4
@@ -36,13 +37,14 @@ PANEL = (3.4, 2.9)  # inches per panel: at dpi 110 four panels fill a 1200 px pa
 
 
 def palette(order: list[str]) -> dict[str, tuple]:
-    """A colour per encoder name, fixed by its family: lstm, cnn and transformer keep theirs in every
-    figure; several sizes of one family are shades of its colour (darker = larger) among the encoders a
+    """A colour per encoder name, fixed by its encoder: each of ``models/`` keeps its own in every
+    figure (in the one order of ``bench.roles``); several sizes of one family are shades of its colour (darker = larger) among the encoders a
     figure shows, and each size keeps its marker in every figure (``markers``); other presets take the
     palette's next colours in order."""
     base = sns.color_palette("colorblind", 10)
-    family_colors = {f: base[i] for i, f in enumerate(FAMILIES)}
-    spare = iter(base[len(FAMILIES) :])
+    encoders = roles.ordered(models.available())  # every encoder of this checkout keeps its colour everywhere
+    family_colors = {f: base[i] for i, f in enumerate(encoders[: len(base)])}
+    spare = iter(base[len(family_colors) :])
     colors = {}
     for family in dict.fromkeys(name_of(n) for n in order):
         if family not in family_colors:

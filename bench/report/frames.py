@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-
 import pandas as pd
 
+from bench import roles
 from bench.records import compiled
-
-FAMILY_ORDER = ["lstm", "cnn", "transformer", "transformer_base", "transformer_big"]
 
 
 def name_of(label: str) -> str:
     """'lstm (0.3M)' -> 'lstm': the encoder a sized label (``label_sizes``) belongs to."""
     return label.split(" (")[0]
-
-
-@functools.cache
-def _declared_family(name: str) -> str | None:
-    import models
-
-    return models.capabilities(name).family if name in models.available() else None
 
 
 def _who(record) -> dict:
@@ -30,21 +20,19 @@ def _who(record) -> dict:
     model = record["config"].get("model") or {} if isinstance(record["config"], dict) else {}
     family = record.get("family")
     if not isinstance(family, str):
-        family = _declared_family(model.get("name") or record["encoder"])
+        family = roles.family_of(model.get("name") or record["encoder"])
     return {"encoder": record["encoder"], "family": family, "preset": bool(model.get("label"))}
 
 
 def encoder_order(names) -> list[str]:
-    """One order for every table and figure: the known families first (each family's sizes
-    together, smallest first), others alphabetically."""
-    names = set(names)
+    """One order for every table and figure (``bench.roles``: the published comparison's three first, then
+    by family), each encoder's sizes together, smallest first."""
 
-    def key(name: str):
-        family, _, size = name.partition(" (")
-        rank = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
-        return rank, family, float(size.rstrip("M)") or 0) if size else 0.0
+    def key(label: str):
+        name, _, size = label.partition(" (")
+        return roles.rank(name), float(size.rstrip("M)") or 0) if size else 0.0
 
-    return sorted(names, key=key)
+    return sorted(set(names), key=key)
 
 
 def _metrics(record) -> dict:
