@@ -107,6 +107,16 @@ def explain(exc: BaseException) -> str | None:
         override = re.search(r"^Error merging override (\S+)$", text) or re.search(r"use \+(\S+)$", str(exc))
         if isinstance(cause, OmegaConfBaseException):
             return _explain_omegaconf(cause, override.group(1) if override else None)
+        composing = re.search(r"^In '(.+)': \w+ raised while composing config:$", text)
+        lines = str(exc).splitlines()
+        if composing and len(lines) > 1:
+            detail = lines[1].rstrip(".")
+            if re.search(r"Key '(task|probe|options|distances|n_train)' not in 'Config'", detail):
+                return (
+                    f"a task's settings landed at the top level while composing {composing.group(1)} ({detail}): "
+                    "a file in conf/task/ needs `# @package tasks.NAME` (NAME: its file name) as its first line."
+                )
+            return f"composing {composing.group(1)} failed: {detail}."
         return text if text.endswith(".") else text + "."
     if isinstance(exc, OmegaConfBaseException):
         return _explain_omegaconf(exc, None)

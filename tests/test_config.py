@@ -168,6 +168,15 @@ def run_cli(*args, timeout=120):
     )
 
 
+def test_a_task_file_without_its_package_line_is_named_in_one_sentence(tmp_path):
+    (tmp_path / "task").mkdir()
+    text = (CONF / "task" / "recall.yaml").read_text().splitlines()
+    (tmp_path / "task" / "mine.yaml").write_text("\n".join(line for line in text if "@package" not in line))
+    proc = run_cli("-cd", str(tmp_path), "hydra.mode=RUN", "suite=distance", "task=[mine]", "--cfg", "job")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "needs `# @package tasks.NAME`" in proc.stderr.strip().splitlines()[-1], proc.stderr
+
+
 def test_cli_bad_override_exits_2_with_one_line_and_no_traceback(tmp_path):
     proc = run_cli("model=transformer", "model.d_model=256", "model.n_heads=3", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2
