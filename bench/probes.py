@@ -6,15 +6,17 @@ distances and report accuracy (or MSE) per distance bucket. Rows are right
 padded: positions at or past ``lengths`` hold input 0 (or 0.0 features) and
 target -100 (or NaN). This module imports torch, numpy and the standard library only.
 
-=========  =========================================  =====================================
-probe      ``distance``                               chance
-=========  =========================================  =====================================
-agreement  verb position - subject head position      accuracy 0.5
-copy       the paper's T (reach is T + 10)            loss 10 ln 8 / (T + 20), accuracy 1/8
-adding     sequence length T                          mse 1/6 (always predict 1)
-listops    nesting depth of the expression            majority-class accuracy, uniform 0.1
-recall     query position - queried value position    accuracy 1 / n_values
-=========  =========================================  =====================================
+==============  =========================================  =====================================
+probe           ``distance``                               chance
+==============  =========================================  =====================================
+agreement       verb position - subject head position      accuracy 0.5
+copy            the paper's T (reach is T + 10)            loss 10 ln 8 / (T + 20), accuracy 1/8
+adding          sequence length T                          mse 1/6 (always predict 1)
+listops         nesting depth of the expression            majority-class accuracy, uniform 0.1
+recall          query position - queried value position    accuracy 1 / n_values
+mqar            key-value pairs stored (each key queried)  accuracy 1 / n_values
+selective_copy  span the content is scattered over         accuracy 1 / n_symbols
+==============  =========================================  =====================================
 """
 
 from __future__ import annotations
@@ -475,7 +477,127 @@ class Recall:
         return ProbeSet(torch.from_numpy(ids), torch.from_numpy(lengths), targets, torch.from_numpy(distance))
 
 
-PROBES: dict[str, type[Probe]] = {p.name: p for p in (Agreement, CopyMemory, Adding, ListOps, Recall)}
+# ---------------------------------------------------------------- multi-query associative recall
+
+
+class MQAR:
+    """Multi-query associative recall as Zoology (Arora et al. 2023) sets it: key-value pairs, then queries.
+
+    Row: k1 v1 ... kn vn, then ``n`` queries, each a key of the row (every key once, in a random order);
+    the target at each query is that key's value (a class 0..n_values-1). Keys are distinct within a
+    row, values independent. Causal, as in the paper: a query sees only what came before it, so a
+    recurrent model must hold every pair in its state. ``distance`` = n, the pairs stored (the paper's
+    axis); a query's reach varies from 1 to 2n - 1 positions. Chance: 1 / n_values.
+    """
+
+    name = "mqar"
+    distance_axis = "key-value pairs stored"
+    n_features = 0
+    causal = True
+    readout = "token"
+    metric = "accuracy"
+
+    def __init__(self, n_keys: int = 64, n_values: int = 64):
+        _check_int(self.name, "n_keys", n_keys, 1)
+        _check_int(self.name, "n_values", n_values, 2)
+        self.n_keys, self.n_values, self.n_classes = n_keys, n_values, n_values
+        self.vocab_size = 1 + n_keys + n_values
+
+    def default_distances(self) -> list[int]:
+        return [d for d in (4, 8, 16, 32) if d <= self.n_keys]
+
+    def chance(self, distance: int) -> dict[str, float]:
+        return {"accuracy": 1 / self.n_values}
+
+    def sample(self, n: int, distances: Sequence[int], seed: int) -> ProbeSet:
+        def allowed(d):
+            return None if d <= self.n_keys else f"it must not exceed n_keys={self.n_keys} (keys are distinct)"
+
+        rng, pairs = _draw_distances(self.name, n, distances, seed, allowed)
+        P = int(pairs.max())
+        lengths = 3 * pairs
+        ids = np.zeros((n, 3 * P), dtype=np.int64)
+        targets = np.full((n, 3 * P), IGNORE, dtype=np.int64)
+        for i, m in enumerate(pairs):
+            keys = rng.permutation(self.n_keys)[:m]
+            values = rng.integers(self.n_values, size=m)
+            order = rng.permutation(m)
+            ids[i, 0 : 2 * m : 2] = 1 + keys
+            ids[i, 1 : 2 * m : 2] = 1 + self.n_keys + values
+            ids[i, 2 * m : 3 * m] = 1 + keys[order]
+            targets[i, 2 * m : 3 * m] = values[order]
+        return ProbeSet(
+            torch.from_numpy(ids), torch.from_numpy(lengths), torch.from_numpy(targets), torch.from_numpy(pairs)
+        )
+
+
+# ---------------------------------------------------------------- selective copying
+
+
+class SelectiveCopy:
+    """Selective copying (Gu and Dao 2023, section 3.1 and Table 1): a few content tokens scattered among
+    noise, to be reproduced in order at the end.
+
+    Row: ``distance`` positions of which ``n_content`` (at random places, in order) hold symbols from
+    1..n_symbols and the rest a noise token, then a marker and ``n_content`` answer positions that
+    repeat the symbols in order. What to keep depends on the content, not on the position, so a
+    time-invariant recurrence (a fixed convolution) cannot pick it out; a selective one can. Causal.
+    ``distance`` = the span the content is scattered over. Chance: 1 / n_symbols at each answer.
+    """
+
+    name = "selective_copy"
+    distance_axis = "span of the scattered tokens"
+    n_features = 0
+    causal = True
+    readout = "token"
+    metric = "accuracy"
+
+    def __init__(self, n_content: int = 4, n_symbols: int = 8):
+        _check_int(self.name, "n_content", n_content, 1)
+        _check_int(self.name, "n_symbols", n_symbols, 2)
+        self.n_content, self.n_symbols, self.n_classes = n_content, n_symbols, n_symbols
+        self.noise, self.marker = n_symbols + 1, n_symbols + 2
+        self.vocab_size = n_symbols + 3  # pad, symbols, noise, marker
+
+    def default_distances(self) -> list[int]:
+        return [16, 32, 64]
+
+    def chance(self, distance: int) -> dict[str, float]:
+        return {"accuracy": 1 / self.n_symbols}
+
+    def sample(self, n: int, distances: Sequence[int], seed: int) -> ProbeSet:
+        k = self.n_content
+
+        def allowed(d):
+            return None if d >= k else f"it must be at least n_content={k}"
+
+        rng, span = _draw_distances(self.name, n, distances, seed, allowed)
+        lengths = span + 1 + k
+        L = int(lengths.max())
+        ids = np.zeros((n, L), dtype=np.int64)
+        targets = np.full((n, L), IGNORE, dtype=np.int64)
+        answer = np.zeros((n, L), dtype=bool)
+        for i, d in enumerate(span):
+            symbols = rng.integers(1, self.n_symbols + 1, size=k)
+            places = np.sort(rng.permutation(d)[:k])
+            ids[i, :d] = self.noise
+            ids[i, places] = symbols
+            ids[i, d] = self.marker
+            targets[i, d + 1 : d + 1 + k] = symbols - 1
+            answer[i, d + 1 : d + 1 + k] = True
+            ids[i, d + 1 : d + 1 + k] = self.noise  # the answer positions read noise; their output is scored
+        return ProbeSet(
+            torch.from_numpy(ids),
+            torch.from_numpy(lengths),
+            torch.from_numpy(targets),
+            torch.from_numpy(span),
+            {"answer_mask": torch.from_numpy(answer)},
+        )
+
+
+PROBES: dict[str, type[Probe]] = {
+    p.name: p for p in (Agreement, CopyMemory, Adding, ListOps, Recall, MQAR, SelectiveCopy)
+}
 
 
 def build_probe(name: str, **options) -> Probe:

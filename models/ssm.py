@@ -12,7 +12,8 @@ with one decay rate A per head, as in Mamba-2 (Dao and Gu 2024), so that the
 recurrence over a chunk of ``chunk_size`` positions is a masked matrix product
 (the "state-space duality"), and the state is carried from chunk to chunk: the
 Python loop is over chunks, never time steps, and the arithmetic is products
-the CPU's GEMM kernels run. Bidirectional mode adds a second mixer that reads
+the CPU's GEMM kernels run. ``selective=False`` is the time-invariant ablation
+(dt, B and C learned constants, as in S4D): the contrast of Gu and Dao's selective copying. Bidirectional mode adds a second mixer that reads
 each row reversed within its length (so right padding stays behind the real
 tokens and never reaches them); causal mode has the forward one. The scan's
 element-wise FLOPs, which FlopCounterMode cannot see, are declared by
@@ -62,7 +63,9 @@ def ssd_scan(x, dt, A, B, C, chunk_size: int) -> torch.Tensor:
 class SelectiveSSM(nn.Module):
     """The causal mixer: the input's projections, the short convolution, the selective scan, the gate."""
 
-    def __init__(self, d_model: int, d_state: int, expand: int, d_conv: int, n_heads: int, chunk_size: int):
+    def __init__(
+        self, d_model: int, d_state: int, expand: int, d_conv: int, n_heads: int, chunk_size: int, selective: bool
+    ):
         super().__init__()
         E = expand * d_model
         if E % n_heads:
@@ -71,7 +74,12 @@ class SelectiveSSM(nn.Module):
         self.n_heads = n_heads
         self.in_proj = nn.Linear(d_model, 2 * E, bias=False)
         self.conv = nn.Conv1d(E, E, d_conv, groups=E)
-        self.x_proj = nn.Linear(E, 2 * d_state + n_heads, bias=False)  # B, C and each head's step size
+        if selective:
+            self.x_proj = nn.Linear(E, 2 * d_state + n_heads, bias=False)  # B, C and each head's step size
+        else:  # time-invariant (an S4D-like ablation): B, C and the step sizes are parameters, not functions of u
+            self.x_proj = None
+            self.B_fixed = nn.Parameter(torch.randn(d_state) / math.sqrt(d_state))
+            self.C_fixed = nn.Parameter(torch.randn(d_state) / math.sqrt(d_state))
         self.dt_bias = nn.Parameter(torch.empty(n_heads))
         self.A_log = nn.Parameter(torch.log(torch.linspace(1, 16, n_heads)))  # decay rates, one per head
         self.D = nn.Parameter(torch.ones(E))
@@ -81,6 +89,10 @@ class SelectiveSSM(nn.Module):
             self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
 
     def _selection(self, u: torch.Tensor):
+        if self.x_proj is None:
+            shape = u.shape[:-1]
+            dt = F.softplus(self.dt_bias).expand(*shape, self.n_heads)
+            return dt, self.B_fixed.expand(*shape, self.d_state), self.C_fixed.expand(*shape, self.d_state)
         B, C, dt = self.x_proj(u).split([self.d_state, self.d_state, self.n_heads], dim=-1)
         return F.softplus(dt + self.dt_bias), B, C
 
@@ -145,6 +157,7 @@ class SSMEncoder(nn.Module):
         n_heads: int = 4,
         chunk_size: int = 64,
         dropout: float = 0.1,
+        selective: bool = True,
     ):
         super().__init__()
         sizes = {"d_model": d_model, "d_state": d_state, "expand": expand, "d_conv": d_conv}
@@ -153,6 +166,7 @@ class SSMEncoder(nn.Module):
                 raise ValueError(f"{name}={value} must be a positive integer")
         self.d_model, self.causal, self.receptive_field = d_model, causal, None
         mixer = {"d_state": d_state, "expand": expand, "d_conv": d_conv, "n_heads": n_heads, "chunk_size": chunk_size}
+        mixer["selective"] = selective
         self.blocks = nn.ModuleList(Block(d_model, not causal, dropout, **mixer) for _ in range(n_layers))
         self.norm_f = nn.RMSNorm(d_model)
 
@@ -199,10 +213,12 @@ class SSMDecoder(nn.Module):
         n_heads: int = 4,
         chunk_size: int = 64,
         dropout: float = 0.1,
+        selective: bool = True,
     ):
         super().__init__()
         self.d_model = d_model
         mixer = {"d_state": d_state, "expand": expand, "d_conv": d_conv, "n_heads": n_heads, "chunk_size": chunk_size}
+        mixer["selective"] = selective
         self.blocks = nn.ModuleList(DecoderBlock(d_model, dropout, **mixer) for _ in range(n_layers))
         self.norm_f = nn.RMSNorm(d_model)
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from bench.probes import PLURAL, PREPOSITIONS, PROBES, SINGULAR, build_probe
 
-NAMES = ["agreement", "copy", "adding", "listops", "recall"]
+NAMES = ["agreement", "copy", "adding", "listops", "recall", "mqar", "selective_copy"]
 
 
 def words_of(probe, row, length):
@@ -25,7 +25,7 @@ def examples(s, *extras):
     return zip(s.inputs, s.lengths.tolist(), s.targets, s.distance.tolist(), *(s.extra[k] for k in extras))
 
 
-def test_the_five_probes_are_registered_with_their_declared_kind():
+def test_the_probes_are_registered_with_their_declared_kind():
     assert sorted(PROBES) == sorted(NAMES)
     for name in NAMES:
         probe = build_probe(name)
@@ -35,8 +35,8 @@ def test_the_five_probes_are_registered_with_their_declared_kind():
         assert (probe.metric == "mse") == (probe.n_classes == 0)
 
 
-def test_only_copy_and_adding_require_a_causal_encoder():
-    assert {name for name in NAMES if build_probe(name).causal} == {"copy", "adding"}
+def test_only_copy_adding_and_the_two_literature_probes_require_a_causal_encoder():
+    assert {name for name in NAMES if build_probe(name).causal} == {"copy", "adding", "mqar", "selective_copy"}
 
 
 # ---------------------------------------------------------------- the batch contract
@@ -101,7 +101,10 @@ def test_a_bad_option_is_a_value_error_naming_it(name, options, named):
         build_probe(name, **options)
 
 
-@pytest.mark.parametrize("name, distance", [("recall", 3), ("adding", 1), ("listops", 60), ("copy", 0)])
+@pytest.mark.parametrize(
+    "name, distance",
+    [("recall", 3), ("adding", 1), ("listops", 60), ("copy", 0), ("mqar", 65), ("selective_copy", 3)],
+)
 def test_a_distance_the_probe_cannot_build_is_a_value_error_naming_it(name, distance):
     with pytest.raises(ValueError, match=f"distance {distance}"):
         build_probe(name).sample(4, [distance], seed=0)
@@ -288,3 +291,43 @@ def test_recall_chance_is_one_over_the_number_of_values():
     answers = s.targets[s.targets != -100]
     assert probe.chance(4) == {"accuracy": 1 / 7}
     assert (answers == 0).float().mean().item() == pytest.approx(1 / 7, abs=0.02)
+
+
+# ---------------------------------------------------------------- multi-query recall, selective copying
+
+
+def test_mqar_queries_every_key_once_after_its_pairs_and_targets_its_value():
+    probe = build_probe("mqar", n_keys=16, n_values=8)
+    s = probe.sample(200, [2, 5, 9], seed=3)
+    for row, length, target, pairs in examples(s):
+        assert length == 3 * pairs
+        ids = row[:length].tolist()
+        store = {ids[2 * i]: ids[2 * i + 1] - 1 - probe.n_keys for i in range(pairs)}  # key -> value class
+        assert len(store) == pairs and all(1 <= k <= probe.n_keys for k in store)  # distinct keys
+        queries = ids[2 * pairs :]
+        assert sorted(queries) == sorted(store)  # every key once
+        assert target[: 2 * pairs].eq(-100).all() and target[length:].eq(-100).all()
+        assert target[2 * pairs : length].tolist() == [store[q] for q in queries]
+
+
+def test_mqar_chance_is_one_over_the_values_and_a_lookup_table_solves_it():
+    probe = build_probe("mqar", n_keys=16, n_values=8)
+    assert probe.chance(4) == {"accuracy": 1 / 8}
+    s = probe.sample(400, [4], seed=0)
+    scored = s.targets != -100
+    assert float((s.targets[scored] == 0).float().mean()) == pytest.approx(1 / 8, abs=0.03)  # a constant guess
+
+
+def test_selective_copy_scatters_the_symbols_in_order_and_asks_for_them_after_the_marker():
+    probe = build_probe("selective_copy", n_content=3, n_symbols=5)
+    s = probe.sample(200, [6, 20], seed=1)
+    for row, length, target, span, answer in examples(s, "answer_mask"):
+        ids = row[:length].tolist()
+        assert length == span + 1 + 3 and ids[span] == probe.marker
+        content = [i for i in ids[:span] if i != probe.noise]
+        assert len(content) == 3 and all(1 <= i <= 5 for i in content)
+        assert target[span + 1 : length].tolist() == [i - 1 for i in content]  # in order
+        assert answer.nonzero().squeeze(1).tolist() == list(range(span + 1, length))
+        assert all(i == probe.noise for i in ids[span + 1 :])  # the answer positions carry no hint
+    places = [tuple(i for i, x in enumerate(r[:d].tolist()) if x != probe.noise) for r, d in zip(s.inputs, s.distance)]
+    assert len(set(places)) > 50  # the content's positions vary: no fixed filter finds it

@@ -456,3 +456,84 @@ def test_an_impossible_utilisation_is_ringed_and_explained(tmp_path):
     rings = [c for c in fig.axes[0].collections if len(c.get_offsets())]
     assert [tuple(c.get_offsets()[0]) for c in rings] == [(128, 1.4)], "only the impossible point is ringed"
     assert any("impossible" in t.get_text() for t in fig.legends[0].get_texts())
+
+
+def probe_record(encoder, task, seed, accuracy, model=None):
+    """A distance record of ``task`` at accuracy ``accuracy`` (one value, or one per distance) for every distance."""
+    distances = [4, 8, 16]
+    values = accuracy if isinstance(accuracy, list) else [accuracy] * len(distances)
+    metrics = []
+    for d, v in zip(distances, values):
+        metrics += [
+            {"setting": d, "metric": "accuracy", "value": v + 0.002 * seed},
+            {"setting": d, "metric": "chance", "value": 1 / 32},
+        ]
+    metrics.append({"setting": "all", "metric": "effective_distance", "value": 4})
+    info = {"metric": "accuracy", "distances": distances, "receptive_field": None, "encoder_params": 100_000}
+    return Record(
+        key=f"{task}-{encoder}-{seed}",
+        suite="distance",
+        encoder=encoder,
+        task=task,
+        seed=seed,
+        status="ok",
+        metrics=metrics,
+        info=info,
+        env=ENV,
+        config={"model": {"name": (model or {}).get("name", encoder), **(model or {})}},
+    )
+
+
+def _literature(tmp_path, records):
+    from bench.report import claims, frames
+
+    for r in records:
+        write_record(tmp_path, r)
+    dist = frames.distance(load_records(tmp_path))
+    return claims.all_claims(pd.DataFrame(), claims.unsized(dist), pd.DataFrame()).set_index("claim")
+
+
+MQAR_CLAIM = "Attention beats recurrent and state-space models on multi-query associative recall at equal size"
+COPY_CLAIM = "A selective state-space model solves selective copying where a time-invariant one does not"
+
+
+@pytest.mark.parametrize(
+    "transformer, lstm, verdict",
+    [(0.99, 0.3, "holds"), (0.3, 0.99, "does not hold"), ([0.6, 0.4, 0.3], [0.5, 0.3, 0.2], "inconclusive")],
+)
+def test_the_recall_claim_compares_attention_with_every_recurrent_and_state_space_model(
+    tmp_path, transformer, lstm, verdict
+):
+    records = [
+        probe_record(e, "mqar", s, a) for e, a in (("transformer", transformer), ("lstm", lstm)) for s in range(3)
+    ]
+    records += [probe_record("ssm", "mqar", s, 0.2) for s in range(3)]
+    row = _literature(tmp_path, records).loc[MQAR_CLAIM]
+    assert row["verdict"] == verdict, row["evidence"]
+    assert "ssm" in row["evidence"] and "lstm" in row["evidence"]
+    if verdict == "inconclusive":
+        assert row["evidence"].startswith("uninformative at this budget")
+
+
+def test_the_recall_claim_is_missing_without_mqar_records(tmp_path):
+    row = _literature(tmp_path, [probe_record("transformer", "recall", 0, 0.9)]).loc[MQAR_CLAIM]
+    assert row["verdict"] == "missing data" and "experiment=literature" in row["evidence"]
+
+
+@pytest.mark.parametrize(
+    "selective, invariant, verdict",
+    [(0.98, 0.3, "holds"), (0.98, 0.95, "does not hold"), (0.4, 0.3, "inconclusive")],
+)
+def test_the_selective_copy_claim_contrasts_the_selective_and_the_time_invariant_ssm(
+    tmp_path, selective, invariant, verdict
+):
+    records = [
+        probe_record(label, "selective_copy", s, a, model={"name": "ssm", "selective": flag, **extra})
+        for label, flag, a, extra in (
+            ("ssm", True, selective, {}),
+            ("ssm_lti", False, invariant, {"label": "ssm_lti"}),  # a preset of the ssm
+        )
+        for s in range(3)
+    ]
+    row = _literature(tmp_path, records).loc[COPY_CLAIM]
+    assert row["verdict"] == verdict, row["evidence"]

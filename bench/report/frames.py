@@ -13,6 +13,10 @@ def name_of(label: str) -> str:
     return label.split(" (")[0]
 
 
+def _model(record) -> dict:
+    return (record["config"].get("model") or {}) if isinstance(record["config"], dict) else {}
+
+
 def _who(record) -> dict:
     """The encoder of a record: its label; its architecture ``family`` as declared by the encoder (read from
     this checkout's ``models/`` for records written before they carried it); and whether it is a ``preset``, a
@@ -178,6 +182,7 @@ def distance(records: pd.DataFrame) -> pd.DataFrame:
                     "chance_loss": m.get((d, "chance_loss")),
                     "effective_distance": m.get(("all", "effective_distance")),
                     "encoder_params": info.get("encoder_params"),
+                    "selective": _model(r).get("selective"),  # a state-space encoder's selection (ssm_lti: False)
                 }
             )
     return pd.DataFrame(rows)
