@@ -250,3 +250,21 @@ def test_the_shared_settings_are_checked_for_every_encoder_that_takes_them(name,
         return
     with pytest.raises(ValueError, match=rf"{key}={value} must"):
         build_encoder(name, d_model=D, **{key: value})
+
+
+@pytest.mark.parametrize("selective", [True, False])
+def test_the_ssm_selects_by_content_only_when_selective(selective):
+    """selective=False (model=ssm_lti) is time-invariant: step sizes, B and C are the same for every input;
+    the contract (causality, padding) holds for it too."""
+    enc = make("ssm", causal=True, selective=selective)
+    mixer = enc.blocks[0].forward_mixer
+    u1, u2 = torch.randn(2, T, mixer.d_inner), torch.randn(2, T, mixer.d_inner)
+    same = all(torch.equal(a, b) for a, b in zip(mixer._selection(u1), mixer._selection(u2)))
+    assert same != selective
+    x, mask = torch.randn(2, T, D), lengths_to_mask([T, 6], T)
+    with torch.no_grad():
+        out = enc(x, mask)
+        changed = x.clone()
+        changed[:, 5:] = torch.randn(2, T - 5, D)
+        assert torch.allclose(enc(changed, mask)[:, :5], out[:, :5], atol=1e-5)  # causal
+        assert out[1, 6:].abs().max() == 0  # zero at padding
