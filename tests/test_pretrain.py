@@ -197,6 +197,7 @@ def test_pretrain_suite_end_to_end_and_its_claims(compose, tmp_path):
         assert "lstm" in rows.loc[claim, "evidence"]
     curves = frames.pretrain_curves(records)
     assert set(curves["encoder"]) == {"lstm", "transformer"} and curves["loss"].gt(0).all()
+    assert curves["heldout_loss"].gt(0).all()  # every point of the curve also scored on held-out sentences
 
 
 def test_sense_labels_follow_the_cue_in_the_words_own_clause():

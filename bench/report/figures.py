@@ -406,15 +406,18 @@ def pretrain_gain(pre: pd.DataFrame, order) -> plt.Figure:
 
 
 def pretrain_loss(curves: pd.DataFrame, order) -> plt.Figure:
-    """Pre-training loss against tokens seen, per encoder (seeds pooled: mean and 95% band); the legend
-    beside the axes, off the curves."""
+    """Pre-training loss against tokens seen, per encoder (seeds pooled: mean and 95% band): on held-out
+    sentences where the records have it, else the training loss; the legend beside the axes, off the curves."""
     data = _objects(curves, "encoder", "objective")
+    held_out = "heldout_loss" in data and data["heldout_loss"].notna().any()
+    if held_out:
+        data = data[data["heldout_loss"].notna()]
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     present = [e for e in order if e in set(data["encoder"])]
     sns.lineplot(
         data=data,
         x="tokens",
-        y="loss",
+        y="heldout_loss" if held_out else "loss",
         hue="encoder",
         hue_order=present,
         style="objective",
@@ -423,7 +426,7 @@ def pretrain_loss(curves: pd.DataFrame, order) -> plt.Figure:
         ax=ax,
     )
     ax.set_xlabel("tokens seen")
-    ax.set_ylabel("pre-training loss (nats per predicted token)")
+    ax.set_ylabel(f"{'held-out' if held_out else 'training'} loss (nats per predicted token)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     return fig

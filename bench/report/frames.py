@@ -322,6 +322,7 @@ def pretrain_curves(records: pd.DataFrame) -> pd.DataFrame:
                     "seed": r["seed"],
                     "tokens": point["tokens"],
                     "loss": point["loss"],
+                    "heldout_loss": point.get("cross_entropy"),  # on held-out corpus sentences (older records: none)
                     "flops": info["flops"],
                     "tokens_seen": info["tokens_seen"],
                     "train_s": info["train_s"],
