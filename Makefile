@@ -17,7 +17,7 @@ bench: $(VENV)/.installed  ## the default comparison, ending with results/runs/<
 test: $(VENV)/.installed browser  ## lint and format check, then the test suite (benchmarks excluded)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check --quiet . || \
 	  { echo "lint: fix with $(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format ."; exit 1; }
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q --durations=15 $(ARGS)
 
 # Chromium for the report's browser test: Debian's package where this user may install it (about 30 s);
 # elsewhere the test is skipped and says why.
