@@ -18,6 +18,7 @@ from torch import nn
 
 import models
 from bench.env import environment
+from bench.files import atomic_write
 from bench.report.stats import Interval, ratio_of_medians
 from bench.roles import DEFAULT_CAST
 from bench.timing import Timing, forward_flops, gemm_peak, in_fresh_process, measure_config, time_calls, tune_malloc
@@ -181,8 +182,7 @@ def main(argv=None) -> int:
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(result, handle, indent=1, default=str)
+        atomic_write(args.out, json.dumps(result, indent=1, default=str))
     return 0 if all(r["met"] for r in rows) else 1
 
 
