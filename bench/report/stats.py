@@ -62,15 +62,16 @@ def mean_ci(values, lowest: float | None = None, highest: float | None = None) -
 
 
 def welch_diff(a, b) -> Interval:
-    """mean(a) - mean(b) with its 95% Welch t interval."""
+    """mean(a) - mean(b) with its 95% Welch t interval; no interval when either side has fewer than two
+    values or neither varies (a zero-width interval would count any difference, 0.001 included, as sure)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diff = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
     if len(a) < 2 or len(b) < 2:
         return Interval(diff, math.nan, math.nan, min(len(a), len(b)))
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     se = math.sqrt(va + vb)
-    if se == 0:
-        return Interval(diff, diff, diff, min(len(a), len(b)))
+    if se == 0:  # every seed the same on both sides: the seeds say nothing of the noise, so no interval
+        return Interval(diff, math.nan, math.nan, min(len(a), len(b)))
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = stats.t.ppf((1 + LEVEL) / 2, df) * se
     return Interval(diff, diff - half, diff + half, min(len(a), len(b)))
