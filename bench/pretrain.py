@@ -200,16 +200,10 @@ class WordCodec:
 def architecture(cfg, objective: str) -> dict:
     """Explicit ``build_encoder`` arguments (width solved once from the budget), so that pre-training
     and every fine-tuning arm build the very same encoder."""
-    kwargs = model_kwargs(cfg.model)
-    name, budget, d_model = kwargs.pop("name"), kwargs.pop("param_budget", None), kwargs.pop("d_model", None)
-    causal = objective == "clm"
+    kwargs = {**model_kwargs(cfg.model), "causal": objective == "clm"}
     if objective == "elmo":
         kwargs["stacking"] = "separate"
-    if d_model is None and budget:
-        kwargs.update(models.width_for_budget(name, budget, causal=causal, **kwargs))
-    elif d_model is not None:
-        kwargs["d_model"] = d_model
-    return {"name": name, "causal": causal, **kwargs}
+    return models.fixed_width(**kwargs)
 
 
 # ---- pre-training --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import math
 import torch
 from omegaconf import DictConfig
 
+import models
 from bench.env import supports_bf16
 from bench.schema import model_kwargs
 from bench.suite import Context, Unit
@@ -78,12 +79,16 @@ def batch_for(cfg, seq_len: int, device: torch.device, batch: int | None = None)
     return max(1, min(batch, cap // seq_len)) if cap else batch
 
 
+_PEAKS: dict[tuple, float] = {}
+
+
 def _peak(ctx: Context, dtype: str) -> float:
-    """This job's GEMM peak for dtype, measured once per job."""
-    key = ("gemm_peak", dtype)
-    if key not in ctx.cache:
-        ctx.cache[key] = gemm_peak(ctx.device, dtype)
-    return ctx.cache[key]
+    """The GEMM peak for dtype on this device and thread count, measured once per process: every job of a
+    sweep run by one process (the local launcher's) divides by the same peak."""
+    key = (str(ctx.device), dtype, ctx.threads)
+    if key not in _PEAKS:
+        _PEAKS[key] = gemm_peak(ctx.device, dtype)
+    return _PEAKS[key]
 
 
 def _measure(ctx: Context, **kwargs) -> dict:
@@ -91,7 +96,7 @@ def _measure(ctx: Context, **kwargs) -> dict:
     peak is reset per configuration."""
     speed = ctx.cfg.speed
     args = dict(
-        build=model_kwargs(ctx.cfg.model),
+        build=models.fixed_width(**model_kwargs(ctx.cfg.model)),  # the child builds without solving
         device=ctx.device.type,
         threads=ctx.threads,
         min_run_time=speed.min_run_time,
@@ -100,12 +105,8 @@ def _measure(ctx: Context, **kwargs) -> dict:
     )
     if ctx.device.type == "cpu":
         args["memory"] = args["memory"] and can_measure_cpu_memory()
-        return in_fresh_process(_call, args)
+        return in_fresh_process(measure_config, **args)
     return measure_config(**args)
-
-
-def _call(kwargs: dict) -> dict:
-    return measure_config(**kwargs)
 
 
 def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:

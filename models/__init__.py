@@ -38,8 +38,10 @@ This package imports torch only.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+import json
 import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,10 +146,38 @@ def width_for_budget(name: str, param_budget: int, causal: bool = False, factory
     cls = encoder_class(name)
     if factory is None:
         options = {k: v for k, v in options.items() if k not in HARNESS_OPTIONS}
-    step = cls.width_multiple(causal=causal, **options) if hasattr(cls, "width_multiple") else 1
-    return solve_for_budget(
-        factory or cls, param_budget, step, getattr(cls, "fine_width", None), causal=causal, **options
-    )
+    factory = factory or cls
+    # a solve counts dozens of meta-device models (0.5 s for a Transformer): once per process and size
+    key = (_factory_key(factory), param_budget, causal, json.dumps(options, sort_keys=True, default=str))
+    if key not in _WIDTHS:
+        step = cls.width_multiple(causal=causal, **options) if hasattr(cls, "width_multiple") else 1
+        _WIDTHS[key] = solve_for_budget(
+            factory, param_budget, step, getattr(cls, "fine_width", None), causal=causal, **options
+        )
+    return dict(_WIDTHS[key])
+
+
+_WIDTHS: dict[tuple, dict] = {}
+
+
+def fixed_width(
+    name: str, d_model: int | None = None, param_budget: int | None = None, causal: bool = False, **options
+):
+    """``build_encoder``'s arguments with the width fixed: solved from ``param_budget`` (once per process) when
+    no ``d_model`` is given, so that every build from them (in another process, in each fine-tuning arm) makes
+    the very same encoder without solving again."""
+    if d_model is None and param_budget is not None:
+        options.update(width_for_budget(name, param_budget, causal=causal, **options))
+    elif d_model is not None:
+        options["d_model"] = d_model
+    return {"name": name, "causal": causal, **options}
+
+
+def _factory_key(factory) -> tuple:
+    """What identifies a factory across calls: the callable, or a partial's callable and bound arguments."""
+    if isinstance(factory, functools.partial):
+        return (factory.func, factory.args, tuple(sorted(factory.keywords.items())))
+    return (factory,)
 
 
 # settings many encoders share, checked once here for every encoder that takes them

@@ -12,6 +12,7 @@ each causal convolution's last inputs), so a step costs the same at any length.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 
@@ -41,7 +42,7 @@ class EncoderDecoder(nn.Module):
 def build_encoder_decoder(name: str, d_model: int | None = None, param_budget: int | None = None, **options):
     """EncoderDecoder sized like ``build_encoder``: a budget counts encoder and decoder together."""
     if d_model is None and param_budget is not None:
-        sized = width_for_budget(name, param_budget, factory=lambda **kw: EncoderDecoder(name, **kw), **options)
+        sized = width_for_budget(name, param_budget, factory=functools.partial(EncoderDecoder, name), **options)
         d_model = sized.pop("d_model")
         options = {**options, **sized}
     return EncoderDecoder(name, d_model=d_model, **options)

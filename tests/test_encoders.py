@@ -6,6 +6,7 @@ Prime sizes (B=3, T=11, D=14) so that a transposed axis cannot hide.
 import pytest
 import torch
 
+import models
 from models import available, build_encoder, capabilities, count_parameters, encoder_options
 
 B, T, D = 3, 11, 14
@@ -162,6 +163,32 @@ def test_separate_directions_never_see_each_other(name):
 def test_param_budget_is_met_within_five_percent(name, causal, budget):
     enc = build_encoder(name, causal=causal, param_budget=budget)
     assert abs(count_parameters(enc) - budget) <= 0.05 * budget
+
+
+def test_the_affine_fast_path_finds_what_the_full_search_finds():
+    """The inner width is found in three counts where the count is affine in it, and by search where not."""
+    from models.budget import _search, _search_affine
+
+    def affine(w):
+        return 1000 + 37 * w
+
+    def quadratic(w):
+        return w * w
+
+    calls = []
+    assert _search_affine(lambda w: calls.append(w) or affine(w), 8, 50_000, 1 << 18) == _search(
+        affine, 8, 50_000, 1 << 18
+    )
+    assert len(calls) == 3
+    assert _search_affine(quadratic, 4, 50_000, 1 << 16) == _search(quadratic, 4, 50_000, 1 << 16)
+
+
+def test_a_solved_width_is_cached_and_callers_get_their_own_copy():
+    first = models.width_for_budget("transformer", 123_456)
+    first["d_model"] = -1  # a caller that pops or changes its answer
+    again = models.width_for_budget("transformer", 123_456)
+    assert again["d_model"] > 0 and again == models.width_for_budget("transformer", 123_456)
+    assert models.fixed_width("transformer", param_budget=123_456) == {"name": "transformer", "causal": False, **again}
 
 
 def test_explicit_width_wins_over_the_default():
