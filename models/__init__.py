@@ -161,13 +161,18 @@ _WIDTHS: dict[tuple, dict] = {}
 
 
 def fixed_width(
-    name: str, d_model: int | None = None, param_budget: int | None = None, causal: bool = False, **options
+    name: str,
+    d_model: int | None = None,
+    param_budget: int | None = None,
+    causal: bool = False,
+    factory=None,
+    **options,
 ):
-    """``build_encoder``'s arguments with the width fixed: solved from ``param_budget`` (once per process) when
-    no ``d_model`` is given, so that every build from them (in another process, in each fine-tuning arm) makes
-    the very same encoder without solving again."""
+    """``build_encoder``'s arguments with the width fixed: solved from ``param_budget`` (once per process, for
+    ``factory`` as in ``width_for_budget``) when no ``d_model`` is given, so that every build from them (in
+    another process, in each fine-tuning arm) makes the very same model without solving again."""
     if d_model is None and param_budget is not None:
-        options.update(width_for_budget(name, param_budget, causal=causal, **options))
+        options.update(width_for_budget(name, param_budget, causal=causal, factory=factory, **options))
     elif d_model is not None:
         options["d_model"] = d_model
     return {"name": name, "causal": causal, **options}
@@ -222,10 +227,8 @@ def build_encoder(
         )
     _check_common(name, options)
     harness = {k: options.pop(k, p.default) for k, p in HARNESS_OPTIONS.items()}
-    if d_model is None and param_budget is not None:
-        sized = width_for_budget(name, param_budget, causal=causal, **options)
-        d_model = sized.pop("d_model")
-        options = {**options, **sized}
-    encoder = row_chunked(cls)(causal=causal, **options, **({} if d_model is None else {"d_model": d_model}))
+    arguments = fixed_width(name, d_model, param_budget, causal, **options)
+    del arguments["name"]
+    encoder = row_chunked(cls)(**arguments)
     encoder.infer_chunk_tokens = harness["infer_chunk_tokens"]
     return encoder

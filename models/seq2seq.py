@@ -19,7 +19,7 @@ import inspect
 import torch
 from torch import nn
 
-from models import build_encoder, width_for_budget
+from models import build_encoder, fixed_width
 from models.heads import TokenEmbedding
 
 
@@ -41,11 +41,9 @@ class EncoderDecoder(nn.Module):
 
 def build_encoder_decoder(name: str, d_model: int | None = None, param_budget: int | None = None, **options):
     """EncoderDecoder sized like ``build_encoder``: a budget counts encoder and decoder together."""
-    if d_model is None and param_budget is not None:
-        sized = width_for_budget(name, param_budget, factory=functools.partial(EncoderDecoder, name), **options)
-        d_model = sized.pop("d_model")
-        options = {**options, **sized}
-    return EncoderDecoder(name, d_model=d_model, **options)
+    return EncoderDecoder(
+        **fixed_width(name, d_model, param_budget, factory=functools.partial(EncoderDecoder, name), **options)
+    )
 
 
 class Seq2Seq(nn.Module):
