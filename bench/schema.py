@@ -49,6 +49,9 @@ class SpeedConfig:
     memory: bool = True
     min_run_time: float = field(default=0.3, metadata=_range(0.0))
     compile: bool = False
+    linear_path: str = field(
+        default="auto", metadata=_range(choices=["auto", "torch"])
+    )  # auto: each linear layer through the GEMM path measured fastest at its shape (CPU inference); torch: torch's own
     vocab_size: int = field(default=8000, metadata=_range(2))
 
 

@@ -1,7 +1,8 @@
 """Speed suite: throughput, latency, peak memory, FLOPs and FLOP utilisation against T.
 
 Units, in order, for the job's encoder: the GEMM peak of each dtype (the
-denominator of utilisation, measured in this job); throughput at batch
+denominator of utilisation: the best over every GEMM path, bench.gemm, measured
+once per process), beside the cores' theoretical peak; throughput at batch
 ``speed.batch_size`` for each dtype and sequence length (inference and one
 training step, FLOPs, peak memory from a fresh process on the CPU), and again
 at each batch size of the grid ``speed.batch_sizes``; latency at batch 1; and
@@ -18,9 +19,10 @@ from omegaconf import DictConfig
 
 import models
 from bench.env import supports_bf16
+from bench.gemm import ROUTE_ROWS, choose_routes, gemm_peak, linear_shapes, theoretical_peak
 from bench.schema import model_kwargs
 from bench.suite import Context, Unit
-from bench.timing import Timing, can_measure_cpu_memory, gemm_peak, in_fresh_process, measure_config
+from bench.timing import Timing, can_measure_cpu_memory, in_fresh_process, measure_config
 
 log = logging.getLogger("bench")
 
@@ -79,28 +81,49 @@ def batch_for(cfg, seq_len: int, device: torch.device, batch: int | None = None)
     return max(1, min(batch, cap // seq_len)) if cap else batch
 
 
-_PEAKS: dict[tuple, float] = {}
+_PEAKS: dict[tuple, dict] = {}
 
 
-def _peak(ctx: Context, dtype: str) -> float:
-    """The GEMM peak for dtype on this device and thread count, measured once per process: every job of a
-    sweep run by one process (the local launcher's) divides by the same peak."""
+def _peak(ctx: Context, dtype: str) -> dict:
+    """The GEMM peak for dtype on this device and thread count (``bench.gemm.gemm_peak``), measured once per
+    process: every job of a sweep run by one process (the local launcher's) divides by the same peak."""
     key = (str(ctx.device), dtype, ctx.threads)
     if key not in _PEAKS:
-        _PEAKS[key] = gemm_peak(ctx.device, dtype)
+        _PEAKS[key] = gemm_peak(ctx.device, dtype, min_run_time=ctx.cfg.speed.min_run_time)
     return _PEAKS[key]
+
+
+_ROUTES: dict[tuple, dict] = {}
+
+
+def _routes(ctx: Context, build: dict, dtype: str, rows: int) -> dict:
+    """Where each linear layer of the encoder goes for inference (``bench.gemm.choose_routes``), chosen once per
+    process, dtype and shape: the grid and latency units at the same rows reuse it."""
+    with torch.device("meta"):
+        shapes = linear_shapes(models.build_encoder(**build))
+    rows = min(rows, ROUTE_ROWS)
+    missing = [s for s in shapes if (str(ctx.device), dtype, ctx.threads, rows, s) not in _ROUTES]
+    for shape, choice in zip(missing, choose_routes(ctx.device, dtype, missing, rows).values()):
+        _ROUTES[(str(ctx.device), dtype, ctx.threads, rows, shape)] = choice
+    return {f"{k}x{n}": _ROUTES[(str(ctx.device), dtype, ctx.threads, rows, (k, n))] for k, n in shapes}
 
 
 def _measure(ctx: Context, **kwargs) -> dict:
     """measure_config in a fresh process on the CPU; in this process on CUDA, whose allocator
-    peak is reset per configuration."""
+    peak is reset per configuration. With speed.linear_path=auto (and no torch.compile, which picks its own
+    kernels) the encoder's linear layers run through the GEMM path measured fastest at their shapes."""
     speed = ctx.cfg.speed
+    build = models.fixed_width(**model_kwargs(ctx.cfg.model))  # the child builds without solving
+    routes = None
+    if speed.linear_path == "auto" and not speed.compile and ctx.device.type == "cpu":
+        routes = _routes(ctx, build, kwargs["dtype"], kwargs["batch"] * kwargs["seq_len"])
     args = dict(
-        build=models.fixed_width(**model_kwargs(ctx.cfg.model)),  # the child builds without solving
+        build=build,
         device=ctx.device.type,
         threads=ctx.threads,
         min_run_time=speed.min_run_time,
         compile=speed.compile,
+        routes=routes,
         **kwargs,
     )
     if ctx.device.type == "cpu":
@@ -112,8 +135,16 @@ def _measure(ctx: Context, **kwargs) -> dict:
 def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
     kind, p = unit.task, unit.params
     if kind == "gemm_peak":
-        peak = _peak(ctx, p["dtype"])
-        return [{"setting": p["dtype"], "metric": "gemm_peak_flops", "value": peak}], {"dtype": p["dtype"]}
+        peak, theory = _peak(ctx, p["dtype"]), theoretical_peak(ctx.device, p["dtype"], ctx.threads)
+        rows = [{"setting": p["dtype"], "metric": "gemm_peak_flops", "value": peak["flops"]}]
+        rows += [
+            {"setting": p["dtype"], "metric": f"gemm_{path}_flops", "value": result["flops"]}
+            for path, result in peak["paths"].items()
+            if "flops" in result
+        ]
+        if theory["flops"]:
+            rows.append({"setting": p["dtype"], "metric": "theoretical_peak_flops", "value": theory["flops"]})
+        return rows, {"dtype": p["dtype"], **peak, "theoretical": theory}
     if kind == "scaling":
         return _scaling(ctx, p["dtype"])
     T, B, dtype = p["T"], p["B"], p["dtype"]
@@ -121,6 +152,7 @@ def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
         m = _measure(ctx, dtype=dtype, batch=1, seq_len=T, train=False, memory=False, min_repeats=20)
         t = Timing(m["infer_times"])
         info = {**p, "params": m["params"], "d_model": m["d_model"], "threads": ctx.threads, "times_s": t.times}
+        info.update(routes=m["routes"], routed_linears=m["routed_linears"])
         rows = {"p50_ms": 1e3 * t.quantile(0.5), "p90_ms": 1e3 * t.quantile(0.9)}
         return [{"setting": T, "metric": k, "value": v} for k, v in rows.items()], info
     peak = _peak(ctx, dtype)
@@ -133,7 +165,7 @@ def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
         "infer_iqr_ms": 1e3 * t_inf.iqr,
         "flops_per_token": flops / tokens,
         "infer_flops_per_s": flops / t_inf.median,
-        "infer_mfu": flops / t_inf.median / peak,
+        "infer_mfu": flops / t_inf.median / peak["flops"],
     }
     if "train_times" in m:
         t_tr = Timing(m["train_times"])
@@ -141,7 +173,7 @@ def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
             train_tokens_per_s=tokens / t_tr.median,
             train_ms=1e3 * t_tr.median,
             train_iqr_ms=1e3 * t_tr.iqr,
-            train_mfu=3 * flops / t_tr.median / peak,  # backward ~ 2x forward
+            train_mfu=3 * flops / t_tr.median / peak["flops"],  # backward ~ 2x forward
         )
     rows.update({k: m[k] for k in ("infer_peak_mb", "train_peak_mb") if k in m})
     info = {
@@ -150,7 +182,10 @@ def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
         "d_model": m["d_model"],
         "threads": ctx.threads,
         "compile_s": m["compile_s"],
-        "gemm_peak_flops": peak,
+        "gemm_peak_flops": peak["flops"],
+        "gemm_peak_path": peak["path"],
+        "routes": m["routes"],  # the GEMM path of each linear layer's shape at inference, and each path's rate there
+        "routed_linears": m["routed_linears"],
         "infer_times_s": m["infer_times"],
         "train_times_s": m.get("train_times"),
     }
@@ -209,7 +244,11 @@ def _scaling(ctx: Context, dtype: str) -> tuple[list[dict], dict]:
 def headline(record: dict) -> str:
     m = {r["metric"]: r["value"] for r in record["metrics"]}
     if record["task"] == "gemm_peak":
-        return f"GEMM peak {m['gemm_peak_flops'] / 1e9:.0f} GFLOP/s"
+        paths = ", ".join(
+            f"{k[5:-6]} {v / 1e9:.0f}" for k, v in m.items() if k.startswith("gemm_") and k != "gemm_peak_flops"
+        )
+        theory = f"; theoretical {m['theoretical_peak_flops'] / 1e9:.0f}" if "theoretical_peak_flops" in m else ""
+        return f"GEMM peak {m['gemm_peak_flops'] / 1e9:.0f} GFLOP/s (by path: {paths}{theory})"
     if record["task"] == "latency":
         return f"p50 {m['p50_ms']:.2f} ms, p90 {m['p90_ms']:.2f} ms"
     if record["task"] == "scaling":

@@ -19,9 +19,10 @@ from torch import nn
 import models
 from bench.env import environment
 from bench.files import atomic_write
+from bench.gemm import gemm_peak
 from bench.report.stats import Interval, ratio_of_medians
 from bench.roles import DEFAULT_CAST
-from bench.timing import Timing, forward_flops, gemm_peak, in_fresh_process, measure_config, time_calls, tune_malloc
+from bench.timing import Timing, forward_flops, in_fresh_process, measure_config, time_calls, tune_malloc
 
 B = 32
 
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
     tune_malloc()
     cpu = torch.device("cpu")
     sizes = default_sizes()
-    peak = gemm_peak(cpu, "fp32", min_run_time=1.0)
+    peak = gemm_peak(cpu, "fp32", min_run_time=1.0)["flops"]
     rows: list[dict] = []
 
     def target(name, value, goal, met, unit="", interval: Interval | None = None):

@@ -1,4 +1,4 @@
-"""Measurement primitives: a timed loop, the GEMM peak, FLOPs per forward, peak memory.
+"""Measurement primitives: a timed loop, FLOPs per forward, peak memory (the GEMM peak: bench.gemm).
 
 Every timed region is warm-up, synchronise, time, synchronise; inputs are made
 before it. The thread count is whatever the caller set with torch.set_num_threads.
@@ -77,21 +77,6 @@ def time_calls(fn, device: torch.device, min_run_time: float = 0.5, min_repeats:
     return Timing(times)
 
 
-GEMM_SHAPES = ((4096, 256, 1024), (4096, 1024, 1024), (2048, 2048, 2048), (16384, 512, 2048))
-
-
-def gemm_peak(device: torch.device, dtype: str, min_run_time: float = 0.3) -> float:
-    """Best FLOP/s of plain matrix products in ``dtype``: the denominator of FLOP utilisation."""
-    set_precision(device, dtype)
-    best = 0.0
-    for m, k, n in GEMM_SHAPES + (((8192, 8192, 8192),) if device.type == "cuda" else ()):
-        a = torch.randn(m, k, device=device, dtype=DTYPES[dtype])
-        b = torch.randn(k, n, device=device, dtype=DTYPES[dtype])
-        timing = time_calls(lambda: a @ b, device, min_run_time=min_run_time, min_repeats=3, warmup=2)
-        best = max(best, 2 * m * k * n / timing.median)
-    return best
-
-
 def _rnn_flops(module: nn.RNNBase, tokens: int) -> int:
     """Analytic FLOPs of a fused RNN kernel, which FlopCounterMode cannot see: per token,
     direction and layer ``2 * gates * (in + h) * h``."""
@@ -168,12 +153,15 @@ def measure_config(
     min_run_time: float,
     min_repeats: int = 3,
     compile: bool = False,
+    routes: dict | None = None,
 ) -> dict:
     """Time one configuration: inference calls and, if ``train``, training steps (forward,
     backward, AdamW). The first call of each doubles as warm-up and as the peak-memory
     measurement. On the CPU the harness runs this in a fresh process, so no high-water
-    mark or allocator cache carries over from another configuration."""
+    mark or allocator cache carries over from another configuration. ``routes`` (``bench.gemm.choose_routes``)
+    sends linear layers through other GEMM paths for inference; FLOPs are counted before."""
     import models
+    from bench.gemm import route_linears
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -187,7 +175,9 @@ def measure_config(
         "d_model": encoder.d_model,
         "flops": forward_flops(encoder, seq_len, dev) * batch,
         "compile_s": None,
+        "routes": routes or {},
     }
+    out["routed_linears"] = route_linears(encoder, routes, dtype, batch * seq_len) if routes else 0  # after counting
     model = encoder
     if compile:
         start = time.perf_counter()

@@ -142,17 +142,54 @@ def scaling(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def gemm(records: pd.DataFrame) -> pd.DataFrame:
-    rows = [
-        {
-            **_who(r),
-            "budget": budget(r),
-            "dtype": r["info"]["dtype"],
-            "GFLOP/s": r["metrics"][0]["value"] / 1e9,
-            "device": r["env"].get("device_name"),
-        }
-        for _, r in _ok(records, "speed").iterrows()
-        if r["task"] == "gemm_peak"
-    ]
+    """One row per GEMM peak measured: the best rate (the denominator of utilisation), the path and kernel library
+    that set it, the best rate of every path, and the cores' theoretical peak with its derivation (records written
+    before paths were measured have the best rate alone)."""
+    rows = []
+    for _, r in _ok(records, "speed").iterrows():
+        if r["task"] != "gemm_peak":
+            continue
+        info, m = r["info"], {row["metric"]: row["value"] for row in r["metrics"]}
+        theory = info.get("theoretical") or {}
+        rows.append(
+            {
+                **_who(r),
+                "budget": budget(r),
+                "dtype": info["dtype"],
+                "GFLOP/s": m["gemm_peak_flops"] / 1e9,
+                "path": info.get("path"),
+                "library": info.get("library"),
+                "paths": {k: v["flops"] / 1e9 for k, v in (info.get("paths") or {}).items() if "flops" in v},
+                "theoretical GFLOP/s": (theory.get("flops") or float("nan")) / 1e9,
+                "derivation": theory.get("derivation"),
+                "device": r["env"].get("device_name"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def routes(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per encoder, dtype and linear-layer shape routed at inference (speed.linear_path=auto): the path
+    chosen and its rate over torch's own dispatch at that shape, from the throughput records at speed.batch_size."""
+    rows = []
+    for _, r in _ok(records, "speed").iterrows():
+        info = r["info"]
+        if r["task"] != "throughput" or info.get("grid"):
+            continue
+        for shape, choice in (info.get("routes") or {}).items():
+            rates = choice["gflops"]
+            rows.append(
+                {
+                    **_who(r),
+                    "budget": budget(r),
+                    "dtype": _dtype(r),
+                    "T": int(info["T"]),
+                    "shape": shape,
+                    "path": choice["path"],
+                    "gain": rates[choice["path"]] / rates["linear"],
+                    "device": r["env"].get("device_name"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
