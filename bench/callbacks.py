@@ -90,6 +90,9 @@ def _suites_in_sweep(config: DictConfig) -> set[str]:
     return {config.get("suite")}
 
 
+TIMED_SUITES = ("speed", "speed_detail")  # suites whose measurements are times
+
+
 def _parallel(config: DictConfig) -> bool:
     launcher = config.hydra.launcher
     target = str(launcher.get("_target_", ""))
@@ -102,10 +105,12 @@ def _parallel(config: DictConfig) -> bool:
 def _refuse_parallel_speed(config: DictConfig) -> None:
     from bench.errors import Abort
 
-    if "speed" in _suites_in_sweep(config) and _parallel(config):
+    timed = sorted(s for s in _suites_in_sweep(config) if s in TIMED_SUITES)
+    if timed and _parallel(config):
         raise Abort(
-            "suite=speed cannot run under a parallel launcher: jobs timed side by side slow each other down; "
-            "run the speed suite with the default launcher (e.g. `python -m bench suite=speed`) and the others in parallel."
+            f"suite={timed[0]} cannot run under a parallel launcher: jobs timed side by side slow each other down; "
+            f"run the speed suites with the default launcher (e.g. `python -m bench suite={timed[0]}`) and the others "
+            "in parallel."
         )
 
 

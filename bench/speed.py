@@ -11,131 +11,45 @@ last the scaling exponents, fitted on this job's records at ``speed.batch_size``
 
 from __future__ import annotations
 
-import logging
 import math
 
-import torch
 from omegaconf import DictConfig
 
-import models
-from bench.env import supports_bf16
-from bench.gemm import ROUTE_ROWS, choose_routes, gemm_peak, linear_shapes, theoretical_peak
-from bench.schema import model_kwargs
+from bench import speedplan
+from bench.gemm import theoretical_peak
 from bench.suite import Context, Unit
-from bench.timing import Timing, can_measure_cpu_memory, in_fresh_process, measure_config
-
-log = logging.getLogger("bench")
+from bench.timing import Timing, measure_config
 
 SECTIONS = ("speed",)
-
-
-def dtypes(cfg: DictConfig, device: torch.device) -> list[str]:
-    usable = []
-    for dtype in cfg.speed.dtypes:
-        if dtype == "bf16" and not supports_bf16(device):
-            log.info("bf16 skipped: this device has no bf16 support")
-        elif dtype in ("fp16", "tf32") and device.type != "cuda":
-            log.info(f"{dtype} skipped: it is for CUDA devices")
-        else:
-            usable.append(dtype)
-    return usable
-
-
-DEFAULT_SEQ_LENS = {"cpu": [32, 64, 128, 256, 512, 1024], "cuda": [32, 64, 128, 256, 512, 1024, 2048, 4096]}
-
-
-def seq_lens(cfg: DictConfig, device: torch.device) -> list[int]:
-    return (
-        list(cfg.speed.seq_lens) if cfg.speed.seq_lens else DEFAULT_SEQ_LENS.get(device.type, DEFAULT_SEQ_LENS["cpu"])
-    )
 
 
 def units(cfg: DictConfig) -> list[Unit]:
     from bench.env import resolve_device
 
     device = resolve_device(cfg.device)
-    chosen = dtypes(cfg, device)
+    chosen = speedplan.dtypes(cfg, device)
     out = [Unit("gemm_peak", params={"dtype": d}) for d in chosen]
     out += [
-        Unit("throughput", params={"dtype": d, "T": T, "B": batch_for(cfg, T, device)})
+        Unit("throughput", params={"dtype": d, "T": T, "B": speedplan.batch_for(cfg, T, device)})
         for d in chosen
-        for T in seq_lens(cfg, device)
+        for T in speedplan.seq_lens(cfg, device)
     ]
     for d in chosen:  # the grid: a batch the main sweep already measures (after the token cap) is not measured twice
-        for T in seq_lens(cfg, device):
-            grid = {batch_for(cfg, T, device, b) for b in cfg.speed.batch_sizes} - {batch_for(cfg, T, device)}
+        for T in speedplan.seq_lens(cfg, device):
+            grid = {speedplan.batch_for(cfg, T, device, b) for b in cfg.speed.batch_sizes} - {
+                speedplan.batch_for(cfg, T, device)
+            }
             out += [Unit("throughput", params={"dtype": d, "T": T, "B": B, "grid": True}) for B in sorted(grid)]
     out += [Unit("latency", params={"dtype": d, "T": T, "B": 1}) for d in chosen for T in cfg.speed.latency_seq_lens]
-    if len(seq_lens(cfg, device)) >= 2:
+    if len(speedplan.seq_lens(cfg, device)) >= 2:
         out += [Unit("scaling", params={"dtype": d}, always=True) for d in chosen]
     return out
-
-
-DEFAULT_MAX_TOKENS = {"cpu": 8192}
-
-
-def batch_for(cfg, seq_len: int, device: torch.device, batch: int | None = None) -> int:
-    """``batch`` (by default speed.batch_size), capped so that a batch holds at most speed.max_tokens tokens."""
-    batch = batch or cfg.speed.batch_size
-    cap = cfg.speed.max_tokens or DEFAULT_MAX_TOKENS.get(device.type)
-    return max(1, min(batch, cap // seq_len)) if cap else batch
-
-
-_PEAKS: dict[tuple, dict] = {}
-
-
-def _peak(ctx: Context, dtype: str) -> dict:
-    """The GEMM peak for dtype on this device and thread count (``bench.gemm.gemm_peak``), measured once per
-    process: every job of a sweep run by one process (the local launcher's) divides by the same peak."""
-    key = (str(ctx.device), dtype, ctx.threads)
-    if key not in _PEAKS:
-        _PEAKS[key] = gemm_peak(ctx.device, dtype, min_run_time=ctx.cfg.speed.min_run_time)
-    return _PEAKS[key]
-
-
-_ROUTES: dict[tuple, dict] = {}
-
-
-def _routes(ctx: Context, build: dict, dtype: str, rows: int) -> dict:
-    """Where each linear layer of the encoder goes for inference (``bench.gemm.choose_routes``), chosen once per
-    process, dtype and shape: the grid and latency units at the same rows reuse it."""
-    with torch.device("meta"):
-        shapes = linear_shapes(models.build_encoder(**build))
-    rows = min(rows, ROUTE_ROWS)
-    missing = [s for s in shapes if (str(ctx.device), dtype, ctx.threads, rows, s) not in _ROUTES]
-    for shape, choice in zip(missing, choose_routes(ctx.device, dtype, missing, rows).values()):
-        _ROUTES[(str(ctx.device), dtype, ctx.threads, rows, shape)] = choice
-    return {f"{k}x{n}": _ROUTES[(str(ctx.device), dtype, ctx.threads, rows, (k, n))] for k, n in shapes}
-
-
-def _measure(ctx: Context, **kwargs) -> dict:
-    """measure_config in a fresh process on the CPU; in this process on CUDA, whose allocator
-    peak is reset per configuration. With speed.linear_path=auto (and no torch.compile, which picks its own
-    kernels) the encoder's linear layers run through the GEMM path measured fastest at their shapes."""
-    speed = ctx.cfg.speed
-    build = models.fixed_width(**model_kwargs(ctx.cfg.model))  # the child builds without solving
-    routes = None
-    if speed.linear_path == "auto" and not speed.compile and ctx.device.type == "cpu":
-        routes = _routes(ctx, build, kwargs["dtype"], kwargs["batch"] * kwargs["seq_len"])
-    args = dict(
-        build=build,
-        device=ctx.device.type,
-        threads=ctx.threads,
-        min_run_time=speed.min_run_time,
-        compile=speed.compile,
-        routes=routes,
-        **kwargs,
-    )
-    if ctx.device.type == "cpu":
-        args["memory"] = args["memory"] and can_measure_cpu_memory()
-        return in_fresh_process(measure_config, **args)
-    return measure_config(**args)
 
 
 def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
     kind, p = unit.task, unit.params
     if kind == "gemm_peak":
-        peak, theory = _peak(ctx, p["dtype"]), theoretical_peak(ctx.device, p["dtype"], ctx.threads)
+        peak, theory = speedplan.peak(ctx, p["dtype"]), theoretical_peak(ctx.device, p["dtype"], ctx.threads)
         rows = [{"setting": p["dtype"], "metric": "gemm_peak_flops", "value": peak["flops"]}]
         rows += [
             {"setting": p["dtype"], "metric": f"gemm_{path}_flops", "value": result["flops"]}
@@ -149,14 +63,18 @@ def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
         return _scaling(ctx, p["dtype"])
     T, B, dtype = p["T"], p["B"], p["dtype"]
     if kind == "latency":
-        m = _measure(ctx, dtype=dtype, batch=1, seq_len=T, train=False, memory=False, min_repeats=20)
+        m = speedplan.measure(
+            ctx, measure_config, dtype=dtype, batch=1, seq_len=T, train=False, memory=False, min_repeats=20
+        )
         t = Timing(m["infer_times"])
         info = {**p, "params": m["params"], "d_model": m["d_model"], "threads": ctx.threads, "times_s": t.times}
         info.update(routes=m["routes"], routed_linears=m["routed_linears"])
         rows = {"p50_ms": 1e3 * t.quantile(0.5), "p90_ms": 1e3 * t.quantile(0.9)}
         return [{"setting": T, "metric": k, "value": v} for k, v in rows.items()], info
-    peak = _peak(ctx, dtype)
-    m = _measure(ctx, dtype=dtype, batch=B, seq_len=T, train=ctx.cfg.speed.train, memory=ctx.cfg.speed.memory)
+    peak = speedplan.peak(ctx, dtype)
+    m = speedplan.measure(
+        ctx, measure_config, dtype=dtype, batch=B, seq_len=T, train=ctx.cfg.speed.train, memory=ctx.cfg.speed.memory
+    )
     tokens, flops = B * T, m["flops"]
     t_inf = Timing(m["infer_times"])
     rows = {

@@ -16,12 +16,15 @@ def test_smoke_runs_everything_into_the_run_dir_and_resumes(smoke_run):
     assert first.returncode == 0, first.stderr[-3000:]
     assert list(cwd.iterdir()) == [], "nothing may be written to the working directory"
     summary = pd.read_csv(out / "summary.csv")
-    assert set(summary["suite"]) == {"speed", "distance", "accuracy"}
+    assert set(summary["suite"]) == {"speed", "speed_detail", "distance", "accuracy"}
     assert set(summary["encoder"]) == set(default_encoders().split(","))  # every encoder, with no override
     key = ["suite", "encoder", "task", "variant", "setting", "metric", "seed"]
     assert not summary.duplicated(key).any(), summary[summary.duplicated(key, keep=False)].head()
     assert (
-        (out / "report.md").exists() and (out / "report.html").exists() and (out / "figures" / "distance.png").exists()
+        (out / "report.md").exists()
+        and (out / "report.html").exists()
+        and (out / "figures" / "distance.png").exists()
+        and (out / "figures" / "speed_breakdown.png").exists()
     )
     log = first.stdout + first.stderr
     assert "FAILED" not in log, [line for line in log.splitlines() if "FAILED" in line]

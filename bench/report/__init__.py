@@ -15,7 +15,7 @@ import pandas as pd
 from bench.records import load_records
 from bench.report import answer, figures, frames
 from bench.report import claims as claims_mod
-from bench.report.render import Section, to_html, to_markdown
+from bench.report.render import Section, human, to_html, to_markdown
 from bench.report.stats import RANGES, mean_ci
 
 TITLE = "fxbench: LSTM vs dilated CNN vs Transformer"
@@ -48,12 +48,14 @@ def _batch_grid_table(grid: pd.DataFrame, order) -> pd.DataFrame | None:
     return table.reset_index()
 
 
-def _speed_section(speed, latency, scaling, gemm, routes, order, fig_dir, grid, device: str | None = None) -> Section:
-    """The speed tables and figures of one device (``device`` names it where the records hold several)."""
+def _speed_section(speed, tables: dict[str, pd.DataFrame], order, fig_dir, device: str | None = None) -> Section:
+    """The speed tables and figures of one device (``device`` names it where the records hold several); ``tables``
+    holds its latency, scaling, gemm, routes, grid and breakdown frames."""
     s = Section(f"Speed on {device}" if device else "Speed")
     stem = "speed" if device is None else "speed_" + re.sub(r"[^a-z0-9]+", "_", device.lower()).strip("_")
-    latency, scaling, gemm, routes = (
-        t.drop(columns="device", errors="ignore") for t in (latency, scaling, gemm, routes)
+    latency, scaling, gemm, routes, grid, breakdown = (
+        tables[k].drop(columns="device", errors="ignore")
+        for k in ("latency", "scaling", "gemm", "routes", "grid", "breakdown")
     )
     s.text(
         "Throughput is tokens per second at batch size speed.batch_size, capped at speed.max_tokens tokens per "
@@ -119,6 +121,12 @@ def _speed_section(speed, latency, scaling, gemm, routes, order, fig_dir, grid, 
             ),
             "FLOP utilisation against sequence length." + why,
         )
+    if not breakdown.empty:
+        s.figure(
+            figures.save(figures.breakdown_bars(breakdown, order), fig_dir, f"{stem}_breakdown"),
+            "Where an inference call's time goes (torch.profiler, suite=speed_detail): the share of each category "
+            "of operator, at the shortest and longest T." + _why_sentence(breakdown, speed),
+        )
     if not latency.empty:
         table = latency.sort_values(["encoder", "dtype", "T"]).drop(
             columns=["budget", "name", "family", "preset"], errors="ignore"
@@ -136,6 +144,27 @@ def _speed_section(speed, latency, scaling, gemm, routes, order, fig_dir, grid, 
             "More tables: relative speed, batch sizes, latency at batch 1, scaling exponents, GEMM peaks"
         ).blocks += more.blocks
     return s
+
+
+def _why_sentence(breakdown: pd.DataFrame, speed: pd.DataFrame) -> str:
+    """Per dtype, at the longest T profiled: the encoders from fastest to slowest in inference, each with the
+    categories that take most of its call and the library that ran them."""
+    out = []
+    for dtype, part in breakdown.groupby("dtype", sort=False):
+        T = part["T"].max()
+        at = part[part["T"] == T]
+        rates = speed[(speed["dtype"] == dtype) & (speed["T"] == T)].set_index("encoder")["infer_tokens_per_s"]
+        encoders = sorted(set(at["encoder"]), key=lambda e: -rates.get(e, 0.0))
+        parts = []
+        for encoder in encoders:
+            cats = at[at["encoder"] == encoder].sort_values("share", ascending=False)
+            main = cats.iloc[: 1 if cats["share"].iloc[0] >= 0.6 else 2]
+            where = " and ".join(f"{100 * r.share:.0f}% {r.category} ({r.library})" for r in main.itertuples())
+            speedtext = f", {human(rates[encoder])} tok/s" if encoder in rates else ""
+            parts.append(f"{encoder}{speedtext}: {where}")
+        order = "fastest first" if len(rates) else "speed not measured"
+        out.append(f" {dtype}, T={T} ({order}): " + "; ".join(parts) + ".")
+    return "".join(out)
 
 
 def _peak_table(gemm: pd.DataFrame) -> pd.DataFrame:
@@ -550,17 +579,18 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     fig_dir = out_dir / "figures"
     records = load_records(run_dir)
     order = frames.encoder_order(records["encoder"].dropna()) if len(records) else []
-    speed, latency, scaling, gemm, routes = (
+    speed, latency, scaling, gemm, routes, breakdown = (
         frames.speed(records),
         frames.latency(records),
         frames.scaling(records),
         frames.gemm(records),
         frames.routes(records),
+        frames.breakdown(records),
     )
     dist, acc, failed = frames.distance(records), frames.accuracy(records), frames.failures(records)
     pre, curves, attract = frames.pretrain(records), frames.pretrain_curves(records), frames.attractors(records)
     grid = frames.speed(records, grid=True)
-    frames.label_sizes(speed, grid, latency, scaling, gemm, routes, dist, acc, pre, curves, attract)
+    frames.label_sizes(speed, grid, latency, scaling, gemm, routes, breakdown, dist, acc, pre, curves, attract)
     order = (
         frames.encoder_order(set().union(*(set(t["encoder"]) for t in (speed, dist, acc, pre) if not t.empty))) or order
     )
@@ -578,12 +608,9 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
         speed, "device"
     ):  # one speed section per device: never merged across devices
         if not part.empty:
-            latency_d, scaling_d, gemm_d, routes_d, grid_d = (
-                _on_device(t, device) for t in (latency, scaling, gemm, routes, grid)
-            )
-            sections.append(
-                _speed_section(part, latency_d, scaling_d, gemm_d, routes_d, order, fig_dir, grid_d, device)
-            )
+            by_kind = {"latency": latency, "scaling": scaling, "gemm": gemm, "routes": routes, "grid": grid}
+            tables = {k: _on_device(t, device) for k, t in {**by_kind, "breakdown": breakdown}.items()}
+            sections.append(_speed_section(part, tables, order, fig_dir, device))
     if not dist.empty:
         sections.append(_distance_section(dist, attract, order, fig_dir))
     if not acc.empty:

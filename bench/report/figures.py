@@ -203,6 +203,58 @@ def speed_lines(speed: pd.DataFrame, value_columns: dict[str, str], ylabel: str,
     return fig
 
 
+CATEGORY_COLOURS = dict(
+    zip(
+        (
+            "matrix multiply",
+            "attention",
+            "recurrence",
+            "convolution",
+            "normalisation",
+            "elementwise",
+            "memory copy",
+            "other",
+        ),
+        sns.color_palette("Set2", 8),
+    )
+)
+
+
+def breakdown_bars(frame: pd.DataFrame, order) -> plt.Figure:
+    """Share of each profiled inference call by category of operator: one stacked bar per encoder, dtype and T
+    (encoders in the one order), one panel per dtype."""
+    dtypes = list(dict.fromkeys(frame["dtype"]))
+    bars = frame.drop_duplicates(["encoder", "dtype", "T"])
+    n_bars = max(len(bars[bars["dtype"] == d]) for d in dtypes)
+    legend_h, height = 0.8, 1.0 + 0.34 * n_bars + 0.8  # inches: the legend's band under the panels, the figure
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(5.2 * len(dtypes), height), squeeze=False)
+    axes = axes[0]
+    rank = {e: i for i, e in enumerate(order)}
+    for ax, dtype in zip(axes, dtypes):
+        part = frame[frame["dtype"] == dtype]
+        keys = sorted({(e, T) for e, T in zip(part["encoder"], part["T"])}, key=lambda k: (rank.get(k[0], 99), k[1]))
+        labels = [f"{e}, T={T}" for e, T in keys]
+        left = np.zeros(len(keys))
+        for cat, colour in CATEGORY_COLOURS.items():
+            share = np.array(
+                [
+                    part[(part["encoder"] == e) & (part["T"] == T) & (part["category"] == cat)]["share"].sum()
+                    for e, T in keys
+                ]
+            )
+            ax.barh(labels, share, left=left, color=colour, label=cat)
+            left += share
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("share of an inference call")
+        ax.set_title(dtype)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in CATEGORY_COLOURS.values()]
+    fig.legend(handles, list(CATEGORY_COLOURS), loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, 0))
+    fig.tight_layout(rect=(0, legend_h / height, 1, 1))
+    return fig
+
+
 def probe_axis(probe: str) -> str:
     """What a probe's distance measures (nesting depth for ListOps), as its probe class declares."""
     from bench.probes import PROBES

@@ -193,6 +193,41 @@ def routes(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def breakdown(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per profiled inference (suite=speed_detail) and category of operator: milliseconds per call, its
+    share of the profiled call, and the kernel library that ran most of it."""
+    rows = []
+    for _, r in _ok(records, "speed_detail").iterrows():
+        info = r["info"]
+        total = sum(m["value"] for m in r["metrics"]) or 1.0
+        for m in r["metrics"]:
+            libraries = (info.get("ms_by_library") or {}).get(m["setting"], {})
+            rows.append(
+                {
+                    **_who(r),
+                    "budget": budget(r),
+                    "dtype": _dtype(r),
+                    "T": int(info["T"]),
+                    "B": int(info["B"]),
+                    "category": m["setting"],
+                    "ms": m["value"],
+                    "share": m["value"] / total,
+                    "library": max(libraries, key=libraries.get) if libraries else None,
+                    "device": r["env"].get("device_name"),
+                }
+            )
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    keys = ["encoder", "family", "preset", "budget", "dtype", "T", "B", "device", "category"]
+    # profiles of one configuration under other settings (e.g. speed.min_run_time): their mean
+    return (
+        frame.groupby(keys, dropna=False, sort=False)
+        .agg(ms=("ms", "mean"), share=("share", "mean"), library=("library", "first"))
+        .reset_index()
+    )
+
+
 def distance(records: pd.DataFrame) -> pd.DataFrame:
     """One row per (probe, encoder, seed, distance): the metric, chance and gradient reach."""
     rows = []
