@@ -59,7 +59,7 @@ def gemm_paths(device: torch.device, dtype: torch.dtype) -> dict[str, tuple[str,
     """name -> (kernel library, make): ``make(a (M, K), w (N, K))`` prepares the path (packs the weight) and returns
     a call computing ``a @ w.T``. Only paths this build of torch has on ``device`` for ``dtype``."""
     if device.type == "cuda":
-        return {"matmul": ("cuBLAS", _matmul), "linear": ("cuBLASLt", _linear)}
+        return {"matmul": ("cuBLAS", _matmul), "linear": ("cuBLAS", _linear)}
     paths = {"matmul": (_blas(dtype), _matmul), "linear": (_blas(dtype), _linear)}
     if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
         paths["onednn_packed"] = ("oneDNN", _onednn_packed)

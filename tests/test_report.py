@@ -605,3 +605,25 @@ def test_the_breakdown_is_drawn_and_explained_fastest_first(tmp_path):
     assert "fp32, T=128 (fastest first): cnn, " in md
     assert ": 56% convolution (oneDNN) and 44% elementwise (native); lstm, " in md
     assert ": 90% recurrence (oneDNN)." in md
+
+
+def _speed_frame(factors: dict, tmp_path) -> pd.DataFrame:
+    for encoder, factor in factors.items():
+        write_record(tmp_path, speed_record(encoder, 128, factor))
+    return frames.speed(load_records(tmp_path))
+
+
+def test_a_speed_difference_within_the_practical_margin_decides_nothing(tmp_path):
+    # 5% apart, with intervals of about 1%: significant, but within the 10% margin
+    speed = _speed_frame({"lstm": 1.0, "cnn": 1.05, "transformer": 2.0}, tmp_path)
+    row = claims.speed_order(speed, ["cnn", "lstm"], "CNN > RNN", "infer")
+    assert row["verdict"] == claims.UNSURE, row["evidence"]
+    assert claims.speed_order(speed, ["lstm", "cnn"], "RNN > CNN", "infer")["verdict"] == claims.UNSURE
+    assert claims.speed_order(speed, ["transformer", "cnn"], "T > CNN", "infer")["verdict"] == claims.HOLDS
+    assert claims.speed_order(speed, ["lstm", "transformer"], "RNN > T", "infer")["verdict"] == claims.FAILS
+
+
+@pytest.mark.parametrize(("factor", "verdict"), [(2.92, claims.UNSURE), (2.5, claims.FAILS), (3.5, claims.HOLDS)])
+def test_a_factor_near_its_threshold_is_inconclusive(tmp_path, factor, verdict):
+    speed = _speed_frame({"lstm": 1.0, "cnn": factor, "transformer": 1.0}, tmp_path)
+    assert claims.rnn_slowdown(speed, "infer")["verdict"] == verdict

@@ -23,9 +23,12 @@ from bench.report.stats import ratio_of_medians, welch_diff
 from bench.roles import CNN, DEFAULT_CAST, RNN, ROLE_FAMILIES, ROLE_NAMES, TRANSFORMER
 
 HOLDS, FAILS, UNSURE, MISSING = "holds", "does not hold", "inconclusive", "missing data"
+MARGIN = 0.10  # practical margin of speed claims: drift between processes on a shared machine reaches 10-24%
 SPEED_RULE = (
-    "at every T measured, each neighbour pair in the claimed order is faster by a ratio of median times "
-    "whose 95% bootstrap interval excludes 1; does not hold if any pair is significantly reversed"
+    "at every T measured, each neighbour pair in the claimed order is faster by a ratio of median times whose 95% "
+    f"bootstrap interval lies at or above {1 + MARGIN:.2f} ('faster' means by more than the {MARGIN:.0%} practical "
+    f"margin); does not hold if any pair is reversed by as much (interval at or below 1/{1 + MARGIN:.2f}); a pair "
+    "within the margin leaves the claim inconclusive"
 )
 DIFF_RULE = "95% Welch t interval of the difference of means over seeds excludes 0"
 
@@ -146,16 +149,16 @@ def speed_order(speed: pd.DataFrame, claimed: list[str], label: str, mode: str, 
                 ok = False
                 continue
             ratio = ratio_of_medians(ta, tb)
-            if ratio.high < 1:
+            if ratio.high <= 1 / (1 + MARGIN):
                 reversed_at.append(f"{b} faster than {a} at T={T} ({1 / ratio.estimate:.2f}x)")
-            if not ratio.low > 1:
+            if not ratio.low >= 1 + MARGIN:
                 ok = False
     verdict = FAILS if reversed_at else HOLDS if ok and observed else UNSURE
     evidence = "observed: " + "; ".join(observed)
     if reversed_at:
         evidence += ". Reversed: " + "; ".join(reversed_at[:4]) + (" ..." if len(reversed_at) > 4 else "")
     headline = f"observed {_orders_by_T(orders)}" + (
-        f"; {len(reversed_at)} significant reversals" if reversed_at else ""
+        f"; {len(reversed_at)} reversals beyond the {MARGIN:.0%} margin" if reversed_at else ""
     )
     return _row(claim, verdict, evidence, SPEED_RULE, _speed_conditions(speed, claimed), one_line(headline, 200))
 
@@ -164,7 +167,8 @@ def rnn_slowdown(speed: pd.DataFrame, mode: str, dtype: str = "fp32", cast: dict
     claim = f"The RNN is 3x to tens of times slower ({'inference' if mode == 'infer' else 'training step'}, {dtype})"
     rule = (
         "per T, the speed of the faster of the parameter-matched CNN and Transformer over the RNN's, with a 95% bootstrap interval: "
-        "holds if the interval is >= 3 at every T, does not hold if it is below 3 at some T"
+        f"holds if the interval is >= 3 at every T, does not hold if it lies below 3 by more than the {MARGIN:.0%} "
+        f"practical margin (below {3 / (1 + MARGIN):.2f}) at some T; a T within the margin of 3 leaves it inconclusive"
     )
     rnn, roles = cast[RNN], list(cast.values())
     speed = comparison(speed, roles) if not comparison(speed, roles).empty else speed
@@ -181,7 +185,7 @@ def rnn_slowdown(speed: pd.DataFrame, mode: str, dtype: str = "fp32", cast: dict
         ratios.append((T, fastest, ratio_of_medians(_times(speed, fastest, T, mode, dtype), rnn_times)))
     if not ratios:
         return _row(claim, MISSING, f"no {dtype} {mode} timings", rule, "")
-    below = [(T, e, r) for T, e, r in ratios if r.high < 3]
+    below = [(T, e, r) for T, e, r in ratios if r.high < 3 / (1 + MARGIN)]
     verdict = FAILS if below else HOLDS if all(r.low >= 3 for _, _, r in ratios) else UNSURE
     evidence = f"fastest other / {rnn}: " + "; ".join(f"T={T} {e} {r.estimate:.2f}x" for T, e, r in ratios)
     return _row(claim, verdict, evidence, rule, _speed_conditions(speed, [rnn, *others]))
