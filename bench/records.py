@@ -118,11 +118,12 @@ def compiled(config) -> bool:
 
 def _variant(info, config=None) -> str:
     """What else tells two records of one suite, encoder and task apart: dtype, grid batch size, pre-training
-    arm, torch.compile."""
+    arm, torch.compile, and the info keys a suite lists in ``info["distinct_by"]``."""
     info = info if isinstance(info, dict) else {}
     parts = [f"{k}={info[k]}" for k in ("dtype", "objective", "pretrain_tokens") if info.get(k) is not None]
     if info.get("grid"):  # a speed measurement of the batch-size grid, beside the one at speed.batch_size
         parts.append(f"B={info['B']}")
+    parts += [f"{k}={info[k]}" for k in info.get("distinct_by", ())]  # what else a suite says tells its records apart
     if info.get("dtype") is not None and compiled(config):
         parts.append("compile")
     return ",".join(parts)

@@ -47,7 +47,7 @@ def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
         "threads": ctx.threads,
         **{k: m[k] for k in ("params", "d_model", "calls", "infer_ms", "routes", "top")},
     }
-    info["ms_by_library"] = m["ms"]
+    info.update(ms_by_library=m["ms"], distinct_by=["T"])  # the settings are categories, so T tells records apart
     return rows, info
 
 
