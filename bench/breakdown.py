@@ -9,7 +9,10 @@ what ran it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import sys
 
 import torch
 
@@ -59,12 +62,27 @@ def library(name: str, dtype: torch.dtype) -> str:
     return "native"
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send file descriptor 2 to /dev/null for the block: the profiler's C++ side writes a 'USDT: ...
+    profiler_start/stop' line there on every use, which no setting turns off (python errors still raise)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def profile_calls(fn, calls: int, dtype: torch.dtype) -> dict:
     """Profile ``calls`` calls of ``fn`` (warmed up by the caller): milliseconds per call of each category, by
     library, and the operators that took most time. Returns ``{"ms": {category: {library: ms}}, "top": [...]}``."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(calls):
             fn()
     ms: dict[str, dict[str, float]] = {}
