@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 
 import models
 from bench import roles
+from bench.breakdown import CATEGORIES
 from bench.report.frames import name_of
 from bench.report.render import human
 from bench.report.stats import RANGES, mean_ci
@@ -203,21 +204,7 @@ def speed_lines(speed: pd.DataFrame, value_columns: dict[str, str], ylabel: str,
     return fig
 
 
-CATEGORY_COLOURS = dict(
-    zip(
-        (
-            "matrix multiply",
-            "attention",
-            "recurrence",
-            "convolution",
-            "normalisation",
-            "elementwise",
-            "memory copy",
-            "other",
-        ),
-        sns.color_palette("Set2", 8),
-    )
-)
+CATEGORY_COLOURS = dict(zip(CATEGORIES, sns.color_palette("Set2", len(CATEGORIES))))  # bench.breakdown's order
 
 
 def breakdown_bars(frame: pd.DataFrame, order) -> plt.Figure:
