@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 import torch
+from omegaconf import OmegaConf
 
 import models
 from bench.data.sources import load_task_data
@@ -31,11 +32,20 @@ def units(cfg) -> list[Unit]:
     return [Unit(name, seed=s) for name in suite_tasks(cfg, "accuracy") for s in seeds]
 
 
-def prepare(ctx: Context, name: str):
-    """The task's data, vocabularies and encoded splits, built once per job (every seed shares them)."""
-    key = ("task", name)
+def data_seed(task, seed: int | None) -> int:
+    """The seed of a task's generated data: drawn anew for each model seed where ``task.resample`` (so that an
+    interval over seeds holds the test set's sampling noise too), else the same for every seed."""
+    return task.data_seed + (seed if seed is not None and task.source == "embedded" and task.resample else 0)
+
+
+def prepare(ctx: Context, name: str, seed: int | None = None):
+    """The task's data, vocabularies and encoded splits for model seed ``seed``, built once per job and data seed
+    (None: the task's fixed data)."""
+    task = ctx.cfg.tasks[name]
+    key = ("task", name, data_seed(task, seed))
     if key not in ctx.cache:
-        task = ctx.cfg.tasks[name]
+        if key[2] != task.data_seed:
+            task = OmegaConf.merge(task, {"data_seed": key[2]})
         raw = load_task_data(name, task, ctx.cfg.data.root)
         specials = ("sep",) if task.type == "pair" and task.pair_mode == "cross" else ()
         vocab, labels = build_vocabs(
@@ -61,7 +71,7 @@ def build_model(ctx: Context, task, vocab, labels) -> torch.nn.Module:
 
 def run(ctx: Context, unit: Unit):
     task = ctx.cfg.tasks[unit.task]
-    data, vocab, labels = prepare(ctx, unit.task)
+    data, vocab, labels = prepare(ctx, unit.task, unit.seed)
     model = build_model(ctx, task, vocab, labels).to(ctx.device)
     rows, info = train_and_score(ctx, unit, task, model, data, tag=f"{ctx.encoder} {unit.task} seed={unit.seed}")
     core = getattr(model, "core", None)
@@ -71,6 +81,7 @@ def run(ctx: Context, unit: Unit):
         d_model=encoder.d_model,
         vocab_size=len(vocab),
         n_labels=len(labels) if labels is not None else None,
+        data_seed=data_seed(task, unit.seed),
     )
     return rows, info
 

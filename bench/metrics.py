@@ -4,6 +4,21 @@ from __future__ import annotations
 
 from collections import Counter
 
+# the range each metric can take: the report clips intervals to it (a t interval over few seeds can overshoot),
+# and the convergence rule reads a metric's ceiling and tolerance from it
+RANGES = {
+    "accuracy": (0, 1),
+    "macro_f1": (0, 1),
+    "span_f1": (0, 1),
+    "f1": (0, 1),
+    "bleu": (0, 100),
+    "chrf": (0, 100),
+    "mse": (0, None),
+    "loss": (0, None),
+    "cross_entropy": (0, None),
+    "effective_distance": (0, None),
+}
+
 
 def accuracy(gold: list, pred: list) -> float:
     if not gold:

@@ -57,16 +57,22 @@ class SpeedConfig:
 
 @dataclass
 class TrainConfig:
-    """Shared by every suite that trains: the same budget for every encoder."""
+    """Shared by every suite that trains: the same cap and convergence rule for every encoder."""
 
-    steps: int = field(default=1000, metadata=_range(1))
+    steps: int = field(default=1000, metadata=_range(1))  # the cap: a run that has not converged by then stops
     batch_size: int = field(default=32, metadata=_range(1))
     lr: float = field(default=1e-3, metadata=_range(0.0))
     weight_decay: float = field(default=0.01, metadata=_range(0.0))
-    warmup: float = field(default=0.05, metadata=_range(0.0, 1.0))
+    warmup: float = field(default=0.05, metadata=_range(0.0, 1.0))  # of the cap
+    schedule: str = field(
+        default="constant", metadata=_range(choices=["constant", "linear"])
+    )  # after the warm-up: the peak rate, or a linear decay to 0 at the cap
     clip: float = field(default=1.0, metadata=_range(0.0))
     eval_every: int = field(default=100, metadata=_range(1))
-    patience: int = field(default=0, metadata=_range(0))
+    patience: int = field(default=5, metadata=_range(0))  # convergence: evaluations without a gain (bench.convergence)
+    tolerance: float = field(default=0.01, metadata=_range(0.0))  # convergence: a gain, as a fraction of the range
+    early_stop: bool = True  # stop a run as soon as it has converged
+    min_steps: int = field(default=0, metadata=_range(0))  # no stop on a plateau before this step (a late rise)
 
 
 @dataclass
@@ -104,7 +110,8 @@ class DataTask:
     n_train: int = field(default=6000, metadata=_range(1))  # embedded sizes
     n_validation: int = field(default=500, metadata=_range(1))
     n_test: int = field(default=500, metadata=_range(1))
-    data_seed: int = field(default=0, metadata=_range(0))  # the data stay fixed across model seeds
+    data_seed: int = field(default=0, metadata=_range(0))  # the seed of generated data
+    resample: bool = True  # generated data drawn anew per model seed (data_seed + seed): intervals hold test-set noise
     options: dict[str, Any] = field(default_factory=dict)  # generator or reader options
     format: str | None = field(
         default=None, metadata=_range(choices=["conllu", "conll", "tsv", "csv", "jsonl", "parallel"])

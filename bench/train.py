@@ -1,5 +1,6 @@
-"""The one training loop: AdamW, warm-up then linear decay, gradient clipping, a step
-budget, model selection and early stopping on validation, final metrics on test.
+"""The one training loop: AdamW, warm-up then a constant rate (or linear decay), gradient
+clipping, a step cap, model selection on validation, a stop as soon as the convergence rule
+(``bench.convergence``) calls the run converged, final metrics on test.
 
 A task plugs in through ``TaskData``: it makes batches and computes the loss and
 the metrics; the loop knows nothing else about it. Budgets are in steps, not
@@ -18,6 +19,8 @@ from typing import Protocol
 
 import torch
 from torch import nn
+
+from bench.convergence import AT_CEILING, CONVERGED, DIVERGED, Rule
 
 log = logging.getLogger("bench")
 
@@ -45,6 +48,17 @@ class TrainResult:
     steps: int
     curve: list[dict] = field(default_factory=list)  # {"step", "loss", validation metrics...}
     train_s: float = 0.0
+    status: str = ""  # bench.convergence: converged, still improving, diverged
+    why: str = ""  # the rule's reason for the status
+
+    def facts(self) -> dict:
+        """What a record keeps of how training went."""
+        return {
+            "best_step": self.best_step,
+            "steps": self.steps,
+            "convergence": self.status,
+            "convergence_why": self.why,
+        }
 
 
 FUSED_DEVICES = ("cpu", "cuda")
@@ -59,11 +73,14 @@ def adamw(params, lr: float, weight_decay: float = 0.01) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
-def lr_factor(step: int, total: int, warmup: float, floor: float = 0.0) -> float:
-    """Linear warm-up over ``warmup`` of the steps, then linear decay to ``floor`` (of the peak rate)."""
+def lr_factor(step: int, total: int, warmup: float, floor: float = 0.0, schedule: str = "linear") -> float:
+    """Linear warm-up over ``warmup`` of the ``total`` steps, then the peak rate (``constant``) or a linear
+    decay to ``floor`` of it at ``total`` (``linear``)."""
     warm = max(1, int(warmup * total))
     if step < warm:
         return (step + 1) / warm
+    if schedule == "constant":
+        return 1.0
     return max(floor, (total - step) / max(1, total - warm))
 
 
@@ -82,20 +99,29 @@ def _forever(data: TaskData, batch_size: int, seed: int) -> Iterator:
 def train(
     model: nn.Module, data: TaskData, cfg, seed: int, tag: str = "", after_step: Callable[[int], bool] | None = None
 ) -> TrainResult:
-    """Train ``model`` for ``cfg.steps`` steps (cfg: the ``train`` settings); the returned test
+    """Train ``model`` for at most ``cfg.steps`` steps (cfg: the ``train`` settings); the returned test
     metrics come from the checkpoint with the best validation metric.
 
-    ``after_step(step)`` runs after every optimiser step (pre-training saves its checkpoints there) and
-    ends training, after one last evaluation, by returning True. The schedule decays over
-    ``cfg.schedule_steps`` (default ``cfg.steps``) to ``cfg.lr_floor`` (default 0) of the peak rate.
-    A curve point holds the step, the mean training loss since the last point, the validation
-    metrics, the seconds spent so far and, where the data counts them, the training tokens seen."""
+    After every evaluation the convergence rule (``cfg.patience``, ``cfg.tolerance``) judges the
+    validation curve; with ``cfg.early_stop`` training ends as soon as it says converged (on a plateau, not
+    before ``cfg.min_steps``: some abilities form late, after a long flat stretch). A NaN or
+    infinite loss ends training as diverged, scored on the best checkpoint so far (raised as
+    ``TrainingDiverged`` when there is none). ``after_step(step)`` runs after every optimiser step
+    (pre-training saves its checkpoints there) and ends training, after one last evaluation, by
+    returning True. The rate warms up over ``cfg.warmup`` of the steps, then stays (``cfg.schedule``
+    constant) or decays linearly over ``cfg.schedule_steps`` (default ``cfg.steps``) to
+    ``cfg.lr_floor`` (default 0) of the peak. A curve point holds the step, the mean training loss
+    since the last point, the validation metrics, the seconds spent so far and, where the data
+    counts them, the training tokens seen."""
     opt = adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     horizon, floor = cfg.get("schedule_steps") or cfg.steps, cfg.get("lr_floor") or 0.0
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, horizon, cfg.warmup, floor))
+    schedule = cfg.get("schedule") or "linear"
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, horizon, cfg.warmup, floor, schedule))
+    rule, early_stop = Rule.of(cfg), bool(cfg.get("early_stop", False))
     sign = 1 if data.higher_is_better else -1
     best_score, best_step, best_state, best_val = -math.inf, 0, None, {}
-    curve, running, bad_evals = [], [], 0
+    curve, running, scores = [], [], []
+    status, why = rule.status([], data.selection_metric, data.higher_is_better)
     start = time.perf_counter()
     batches = _forever(data, cfg.batch_size, seed)
     step = 0
@@ -103,7 +129,11 @@ def train(
         model.train()
         loss = data.loss(model, next(batches))
         if not torch.isfinite(loss):
-            raise TrainingDiverged(f"the training loss became {loss.item()} at step {step}")
+            if best_state is None:
+                raise TrainingDiverged(f"the training loss became {loss.item()} at step {step}")
+            status, why = DIVERGED, f"the training loss became {loss.item()} at step {step}"
+            log.info(f"{tag} diverged at step {step}: scored on the best checkpoint, step {best_step}")
+            break
         loss.backward()
         if cfg.clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -121,14 +151,14 @@ def train(
             point["tokens"] = data.tokens_seen
         curve.append(point)
         running = []
+        scores.append(val[data.selection_metric])
+        status, why = rule.status(scores, data.selection_metric, data.higher_is_better)
+        point["status"] = status
         score = sign * val[data.selection_metric]
         improved = score > best_score
         if improved:
             best_score, best_step, best_val = score, step, val
             best_state = copy.deepcopy(model.state_dict())
-            bad_evals = 0
-        else:
-            bad_evals += 1
         where = f" ({point['tokens']} tokens)" if after_step and "tokens" in point else f"/{cfg.steps}"
         log.info(
             f"{tag} step {step}{where} loss {point['loss']:.4f} "
@@ -137,11 +167,11 @@ def train(
         )
         if stop:
             break
-        if cfg.patience and bad_evals >= cfg.patience:
-            log.info(f"{tag} early stop: no better validation {data.selection_metric} in {cfg.patience} evaluations")
+        if early_stop and status == CONVERGED and (step >= cfg.get("min_steps", 0) or why.startswith(AT_CEILING)):
+            log.info(f"{tag} converged at step {step}: {why}")
             break
     train_s = time.perf_counter() - start
     if best_state is not None:
         model.load_state_dict(best_state)
     test = data.evaluate(model, "test")
-    return TrainResult(best_step, best_val, test, step, curve, train_s)
+    return TrainResult(best_step, best_val, test, step, curve, train_s, status, why)

@@ -315,6 +315,7 @@ def test_a_job_past_its_time_limit_records_the_overrun_as_failed(tmp_path):
     proc = bench(
         *tiny("tagging", "classification"),
         "++tasks.classification.train.steps=1000000",
+        "train.early_stop=false",  # or the plateau would end it in seconds
         "model=cnn",
         "hydra.mode=RUN",
         "limits.job_seconds=15",

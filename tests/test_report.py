@@ -1,5 +1,6 @@
 """The report: built from records alone, its tables match them, every claim gets a verdict."""
 
+import math
 import re
 
 import numpy as np
@@ -72,6 +73,7 @@ def distance_record(encoder, seed, accuracy_far):
         "distances": distances,
         "receptive_field": 31 if encoder == "cnn" else None,
         "encoder_params": 1000,
+        "convergence": "converged",
     }
     return Record(
         key=f"dist-{encoder}-{seed}",
@@ -97,6 +99,7 @@ def accuracy_record(encoder, task, seed, value):
         "train_tokens_per_s": 1000.0 * SPEED[encoder],
         "encoder_params": 1000,
         "params": 2000,
+        "convergence": "converged",
     }
     return Record(
         key=f"acc-{encoder}-{task}-{seed}",
@@ -158,7 +161,7 @@ def test_tables_match_the_records_they_came_from(results):
 def test_every_claim_row_has_a_verdict_and_its_evidence(results):
     table = pd.read_csv(build_report(results)["claims"])
     assert len(table) >= 9
-    assert set(table["verdict"]) <= {"holds", "does not hold", "inconclusive", "missing data"}
+    assert set(table["verdict"]) <= {"holds", "does not hold", "mixed", "inconclusive", "missing data"}
     assert table["evidence"].fillna("").str.len().gt(10).all() and table["rule"].str.len().gt(10).all()
 
 
@@ -171,7 +174,10 @@ def test_verdicts_follow_the_data(results):
         row("Task accuracy Transformer > CNN > RNN")["verdict"] == "holds"
     )  # 0.1 > 0.05 > 0.0 on both tasks, tight seeds
     evidence = row("Task accuracy Transformer > CNN > RNN")["evidence"]
-    assert re.search(r"sent: [^;]*; transformer - cnn 0\.05 \[[-0-9.e]+, [-0-9.e]+\], cnn - lstm 0\.05 \[", evidence)
+    assert re.search(
+        r"sent: [^;]*; transformer - cnn 0\.05 \[[-0-9.e]+, [-0-9.e]+\], p [-0-9.e]+ \(Holm [-0-9.e]+\), cnn - lstm 0\.05 \[",
+        evidence,
+    )
     assert row("Speed order Transformer > CNN > RNN, parameter-matched (inference")["verdict"] == "does not hold"
     assert row("Transformer-Base")["verdict"] == "missing data"
 
@@ -202,7 +208,8 @@ def test_a_role_with_two_encoders_is_judged_once_per_encoder(tmp_path):
     assert agreement.loc[agreement.index.str.endswith("[RNN: gru]"), "verdict"].item() == "does not hold"  # 0.4 vs 0.6
     behind = table[table.index.str.startswith("A plain CNN falls behind")]
     assert not behind["evidence"].str.contains("ssm").any()  # 0.1: it would have made the cnn look ahead
-    assert behind.loc[behind.index.str.endswith("[RNN: gru]"), "verdict"].item() == "does not hold"  # cnn 0.5 > gru 0.4
+    # cnn 0.5 above gru 0.4 but below transformer 0.6, both significant: mixed
+    assert behind.loc[behind.index.str.endswith("[RNN: gru]"), "verdict"].item() == "mixed"
 
 
 def _tables(run_dir):
@@ -472,7 +479,13 @@ def probe_record(encoder, task, seed, accuracy, model=None):
             {"setting": d, "metric": "chance", "value": 1 / 32},
         ]
     metrics.append({"setting": "all", "metric": "effective_distance", "value": 4})
-    info = {"metric": "accuracy", "distances": distances, "receptive_field": None, "encoder_params": 100_000}
+    info = {
+        "metric": "accuracy",
+        "distances": distances,
+        "receptive_field": None,
+        "encoder_params": 100_000,
+        "convergence": "converged",
+    }
     return Record(
         key=f"{task}-{encoder}-{seed}",
         suite="distance",
@@ -502,7 +515,7 @@ COPY_CLAIM = "A selective state-space model solves selective copying where a tim
 
 @pytest.mark.parametrize(
     "transformer, lstm, verdict",
-    [(0.99, 0.3, "holds"), (0.3, 0.99, "does not hold"), ([0.6, 0.4, 0.3], [0.5, 0.3, 0.2], "inconclusive")],
+    [(0.99, 0.3, "holds"), (0.3, 0.99, "mixed"), (0.1, 0.99, "does not hold"), ([0.6, 0.4, 0.3], [0.5, 0.3, 0.2], "inconclusive")],
 )
 def test_the_recall_claim_compares_attention_with_every_recurrent_and_state_space_model(
     tmp_path, transformer, lstm, verdict
@@ -627,3 +640,51 @@ def test_a_speed_difference_within_the_practical_margin_decides_nothing(tmp_path
 def test_a_factor_near_its_threshold_is_inconclusive(tmp_path, factor, verdict):
     speed = _speed_frame({"lstm": 1.0, "cnn": factor, "transformer": 1.0}, tmp_path)
     assert claims.rnn_slowdown(speed, "infer")["verdict"] == verdict
+
+
+def test_holm_holds_the_family_of_sub_tests_to_five_percent():
+    from bench.report.stats import holm
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    # a p of 0.03 alone is significant; as one of eight sub-tests it is not
+    assert holm([0.03])[0] < 0.05 and holm([0.03] + [0.5] * 7)[0] > 0.05
+    assert math.isnan(holm([math.nan, 0.01])[0]) and holm([math.nan, 0.01])[1] == pytest.approx(0.02)
+
+
+def test_sub_tests_decide_holds_fails_mixed_and_nothing_from_zero_variance():
+    up, down, same = [0.9, 0.91, 0.92], [0.5, 0.51, 0.52], [0.7, 0.71, 0.72]
+    assert claims.holm_verdict(claims.subtests([("a", up, same), ("b", same, down)])) == "holds"
+    assert claims.holm_verdict(claims.subtests([("a", down, same)])) == "does not hold"
+    assert claims.holm_verdict(claims.subtests([("a", up, same), ("b", down, same)])) == "mixed"
+    flat = claims.subtests([("a", [1, 1, 1], [0.999] * 3)])  # no spread: no evidence of the noise, so no verdict
+    assert claims.holm_verdict(flat) == "inconclusive" and math.isnan(flat[0].p)
+
+
+def test_a_claim_on_a_run_that_has_not_converged_is_inconclusive_and_names_it(results):
+    from bench.records import load_records
+
+    records = load_records(results)
+    acc, dist = frames.accuracy(records), frames.distance(records)
+    acc.loc[(acc.encoder == "cnn") & (acc.task == "nli") & (acc.seed == 1), "convergence"] = "still improving"
+    row = claims.task_order(claims.unsized(acc))
+    assert row["verdict"] == "inconclusive"
+    assert row["headline"] == "not converged: cnn nli seed 1 (still improving)"
+    assert "it would read 'holds'" in row["evidence"] and "judged only on converged runs" in row["rule"]
+    dist["convergence"] = None  # records from before statuses were recorded
+    assert claims.cnn_behind(claims.unsized(dist))["verdict"] == "inconclusive"
+
+
+def test_the_agreement_claim_needs_the_gap_to_grow_with_distance(tmp_path):
+    # the lstm leads by 0.3 at every distance: ahead beyond 13, but not because of distance
+    for encoder, near, far in (("lstm", 0.9, 0.9), ("transformer", 0.6, 0.6)):
+        for seed in range(3):
+            r = distance_record(encoder, seed, far)
+            r.metrics = [
+                {**m, "value": near + 0.01 * seed} if m["metric"] == "accuracy" and m["setting"] in (4, 8) else m
+                for m in r.metrics
+            ]
+            write_record(tmp_path, r)
+    dist = claims.unsized(frames.distance(load_records(tmp_path)))
+    row = claims.agreement_beyond(dist)
+    assert row["verdict"] == "inconclusive", row["evidence"]
+    assert "not about distance" in row["evidence"] and "interaction" in row["evidence"]

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from bench.convergence import CONVERGED, Rule
 from bench.records import load_records
 from bench.report import answer, figures, frames
 from bench.report import claims as claims_mod
@@ -33,6 +35,12 @@ def _ci_of(metric: str):
 def _ci_by_metric(frame: pd.DataFrame, keys: list[str], column: str = "value") -> pd.Series:
     """The mean [95% CI] of ``column`` per group of ``keys``, each clipped to its group's metric's range."""
     return frame.groupby(keys, sort=False)[[column, "metric"]].apply(lambda g: _ci_text(g[column], g["metric"].iloc[0]))
+
+
+def _converged_share(statuses: pd.Series) -> str:
+    """'2/3': how many of the runs converged (bench.convergence); '?' counts runs that kept no status."""
+    known = statuses.dropna()
+    return f"{int((known == CONVERGED).sum())}/{len(statuses)}" + ("" if len(known) == len(statuses) else " (?)")
 
 
 def _batch_grid_table(grid: pd.DataFrame, order) -> pd.DataFrame | None:
@@ -317,7 +325,7 @@ def _distance_section(dist, attract, order, fig_dir) -> Section:
                 "(opposite-number nouns between subject and verb), over all distances",
             )
     eff = (
-        dist.groupby(["probe", "encoder", "seed"])[["effective_distance", "receptive_field", "causal"]]
+        dist.groupby(["probe", "encoder", "seed"])[["effective_distance", "receptive_field", "causal", "convergence"]]
         .first()
         .reset_index()
     )
@@ -328,6 +336,7 @@ def _distance_section(dist, attract, order, fig_dir) -> Section:
             receptive_field=("receptive_field", "first"),
             causal=("causal", "first"),
             seeds=("seed", "nunique"),
+            converged=("convergence", _converged_share),
         )
         .reset_index()
     )
@@ -359,7 +368,9 @@ def _accuracy_section(acc, order, fig_dir) -> Section:
             metric=("metric", "first"),
             baseline=("baseline", "mean"),
             seeds=("seed", "nunique"),
+            converged=("convergence", _converged_share),
             encoder_params=("encoder_params", "median"),
+            params=("params", "median"),
             train_tokens_per_s=("train_tokens_per_s", "mean"),
         )
         .reset_index()
@@ -371,6 +382,83 @@ def _accuracy_section(acc, order, fig_dir) -> Section:
         table["task"].map(acc.groupby("task")["source"].first()).fillna("embedded"), sort=False
     ):
         s.table(part, f"test metric, mean [95% CI] over seeds ({source} data)")
+    return s
+
+
+TARGET = 0.95  # learning curves: the time to reach this fraction of the best encoder's final validation metric
+
+
+def _time_to_target(curves: pd.DataFrame, order) -> pd.DataFrame:
+    """Per trained task and encoder: the median over seeds of the training seconds (and steps) until the validation
+    metric first reached TARGET of the best encoder's (mean over seeds of its best; for MSE, the best / TARGET)."""
+    rows = []
+    for (suite, task), part in curves.groupby(["suite", "task"], sort=False):
+        lower = part["metric"].iloc[0] in ("mse", "loss", "cross_entropy")
+        best = part.groupby(["encoder", "seed"])["value"].agg("min" if lower else "max").groupby("encoder").mean()
+        target = best.min() / TARGET if lower else best.max() * TARGET
+        for encoder in [e for e in order if e in best.index]:
+            reached = []
+            for _, run in part[part["encoder"] == encoder].groupby("seed"):
+                hit = run[run["value"] <= target] if lower else run[run["value"] >= target]
+                reached.append(hit.iloc[0] if len(hit) else None)
+            times = [r["seconds"] for r in reached if r is not None]
+            rows.append(
+                {
+                    "suite": suite,
+                    "task": task,
+                    "target": f"{part['metric'].iloc[0]} {'<=' if lower else '>='} {target:.3g}",
+                    "encoder": encoder,
+                    "reached": f"{len(times)}/{len(reached)}",
+                    "seconds": round(float(np.median(times)), 1) if times else None,
+                    "steps": int(np.median([r["step"] for r in reached if r is not None])) if times else None,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _training_section(runs: pd.DataFrame, curves: pd.DataFrame, order, fig_dir) -> Section:
+    s = Section("Training: convergence and learning curves")
+    judged = runs.dropna(subset=["patience"])
+    patience = int(judged["patience"].mode().iloc[0]) if not judged.empty else Rule.patience
+    tolerance = float(judged["tolerance"].mode().iloc[0]) if judged["tolerance"].notna().any() else Rule.tolerance
+    counts = runs["convergence"].fillna("not recorded").value_counts()
+    s.text(
+        f"Every run is judged by one rule (bench.convergence): {Rule(patience, tolerance).describe()}. Training stops "
+        f"as soon as a run has converged. Of {len(runs)} runs: "
+        + ", ".join(f"{n} {status}" for status, n in counts.items())
+        + ". A claim is judged only on converged runs; the runs behind it that are not are named in its evidence."
+    )
+    table = (
+        runs.groupby(["suite", "task", "encoder"], sort=False)
+        .agg(
+            converged=("convergence", _converged_share),
+            steps=("steps", "median"),
+            best_step=("best_step", "median"),
+            cap=("cap", "first"),
+            train_s=("train_s", "median"),
+        )
+        .reset_index()
+        .round(1)
+    )
+    table["order"] = table["encoder"].map({e: i for i, e in enumerate(order)})
+    table = table.sort_values(["suite", "task", "order"], kind="stable").drop(columns="order")
+    s.table(table, "runs converged per task and encoder; median steps trained, best (selected) step and seconds")
+    stuck = runs[runs["convergence"] != CONVERGED]
+    if not stuck.empty:
+        s.details(f"The {len(stuck)} runs that did not converge").table(
+            stuck[["suite", "task", "encoder", "seed", "convergence", "steps", "why"]].fillna("not recorded")
+        )
+    if not curves.empty and curves["seconds"].notna().any():
+        s.figure(
+            figures.save(figures.learning_curves(curves.dropna(subset=["seconds"]), order), fig_dir, "learning"),
+            "Validation metric against training seconds on this machine, one line per seed: which encoder "
+            "gets there first.",
+        )
+        s.table(
+            _time_to_target(curves.dropna(subset=["seconds"]), order),
+            f"time to reach {TARGET:.0%} of the best encoder's final validation metric (median over the seeds "
+            "that reached it)",
+        )
     return s
 
 
@@ -595,8 +683,11 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     )
     dist, acc, failed = frames.distance(records), frames.accuracy(records), frames.failures(records)
     pre, curves, attract = frames.pretrain(records), frames.pretrain_curves(records), frames.attractors(records)
+    runs, learning = frames.runs(records), frames.curves(records)
     grid = frames.speed(records, grid=True)
-    frames.label_sizes(speed, grid, latency, scaling, gemm, routes, breakdown, dist, acc, pre, curves, attract)
+    frames.label_sizes(
+        speed, grid, latency, scaling, gemm, routes, breakdown, dist, acc, pre, curves, attract, runs, learning
+    )
     order = (
         frames.encoder_order(set().union(*(set(t["encoder"]) for t in (speed, dist, acc, pre) if not t.empty))) or order
     )
@@ -621,6 +712,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
         sections.append(_distance_section(dist, attract, order, fig_dir))
     if not acc.empty:
         sections.append(_accuracy_section(acc, order, fig_dir))
+    if not runs.empty:
+        sections.append(_training_section(runs, learning, order, fig_dir))
     if not pre.empty:
         sections.append(_pretrain_section(pre, curves, order, fig_dir))
     tuning = _tuning_section(records)

@@ -15,14 +15,17 @@ says which encoder stood for which role.
 from __future__ import annotations
 
 import itertools
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from bench.report.stats import ratio_of_medians, welch_diff
+from bench.convergence import CONVERGED
+from bench.report.stats import LEVEL, Interval, holm, ratio_of_medians, welch_diff, welch_p
 from bench.roles import CNN, DEFAULT_CAST, RNN, ROLE_FAMILIES, ROLE_NAMES, TRANSFORMER
 
-HOLDS, FAILS, UNSURE, MISSING = "holds", "does not hold", "inconclusive", "missing data"
+HOLDS, FAILS, UNSURE, MIXED, MISSING = "holds", "does not hold", "inconclusive", "mixed", "missing data"
 MARGIN = 0.10  # practical margin of speed claims: drift between processes on a shared machine reaches 10-24%
 SPEED_RULE = (
     "at every T measured, each neighbour pair in the claimed order is faster by a ratio of median times whose 95% "
@@ -31,6 +34,81 @@ SPEED_RULE = (
     "within the margin leaves the claim inconclusive"
 )
 DIFF_RULE = "95% Welch t interval of the difference of means over seeds excludes 0"
+HOLM_RULE = (
+    "Welch t test of the difference of means over seeds, Holm-adjusted over the claim's sub-tests (p < 0.05 with "
+    "the chance of any false positive among them held at 5%); 'mixed' where sub-tests are significant both ways"
+)
+CONVERGED_RULE = "judged only on converged runs (bench.convergence), else inconclusive: not converged"
+
+
+@dataclass
+class Subtest:
+    """One comparison inside a claim: ``diff`` is expected above 0 where the claim holds."""
+
+    label: str
+    diff: Interval
+    p: float
+    adjusted: float = math.nan
+
+    @property
+    def supports(self) -> bool:
+        return self.adjusted < 1 - LEVEL and self.diff.estimate > 0
+
+    @property
+    def refutes(self) -> bool:
+        return self.adjusted < 1 - LEVEL and self.diff.estimate < 0
+
+    def __str__(self) -> str:
+        if math.isnan(self.p):
+            return f"{self.label} {self.diff}"
+        return f"{self.label} {self.diff}, p {self.p:.2g} (Holm {self.adjusted:.2g})"
+
+
+def subtests(pairs: list[tuple[str, list, list]]) -> list[Subtest]:
+    """Per (label, a, b), mean(a) - mean(b) with its Welch interval and p-value, the p-values Holm-adjusted
+    together."""
+    tests = [Subtest(label, welch_diff(a, b), welch_p(a, b)) for label, a, b in pairs]
+    for test, adjusted in zip(tests, holm([t.p for t in tests])):
+        test.adjusted = adjusted
+    return tests
+
+
+def holm_verdict(tests: list[Subtest]) -> str:
+    """Holds if every sub-test supports the claim, does not hold if some refute it and none supports it,
+    mixed if some do each; inconclusive otherwise."""
+    supports, refutes = any(t.supports for t in tests), any(t.refutes for t in tests)
+    if supports and refutes:
+        return MIXED
+    if refutes:
+        return FAILS
+    return HOLDS if tests and all(t.supports for t in tests) else UNSURE
+
+
+def unconverged(table: pd.DataFrame, task: str) -> list[str]:
+    """The training runs in ``table`` (one per encoder, ``task`` and seed) whose convergence status is not
+    'converged', named; none where the table does not carry statuses."""
+    if table.empty or "convergence" not in table:
+        return []
+    runs = table.groupby(["encoder", task, "seed"], sort=True)["convergence"].first()
+    return [
+        f"{e} {t} seed {int(s)} ({c if isinstance(c, str) else 'not recorded'})"
+        for (e, t, s), c in runs.items()
+        if c != CONVERGED
+    ]
+
+
+def only_converged(row: dict, table: pd.DataFrame, task: str) -> dict:
+    """``row`` as judged, or inconclusive with the runs that had not converged named first."""
+    row["rule"] = f"{row['rule']}; {CONVERGED_RULE}"
+    runs = unconverged(table, task)
+    if not runs or row["verdict"] == MISSING:
+        return row
+    named = ", ".join(runs[:4]) + (f" and {len(runs) - 4} more" if len(runs) > 4 else "")
+    prefix = f"not converged: {named}; on these runs it would read '{row['verdict']}'"
+    row["verdict"] = UNSURE
+    row["evidence"] = f"{prefix}. {row['evidence']}"
+    row["headline"] = one_line(f"not converged: {named}")
+    return row
 
 
 def unsized(table: pd.DataFrame) -> pd.DataFrame:
@@ -191,39 +269,55 @@ def rnn_slowdown(speed: pd.DataFrame, mode: str, dtype: str = "fp32", cast: dict
     return _row(claim, verdict, evidence, rule, _speed_conditions(speed, [rnn, *others]))
 
 
-def _per_seed(dist: pd.DataFrame, encoder: str, select) -> list[float]:
+def _per_seed(dist: pd.DataFrame, encoder: str, select) -> pd.Series:
     part = dist[(dist["encoder"] == encoder) & select(dist)]
-    return part.groupby("seed")["value"].mean().tolist()
+    return part.groupby("seed")["value"].mean()
 
 
 def agreement_beyond(dist: pd.DataFrame, threshold: int = 13, cast: dict = DEFAULT_CAST) -> dict:
     claim = f"Beyond ~{threshold} tokens the Transformer is weaker than the RNN on agreement"
-    rule = f"per seed, mean accuracy over agreement distances > {threshold}; the RNN's minus the Transformer's; {DIFF_RULE}"
+    rule = (
+        f"per seed, mean accuracy over agreement distances > {threshold} (far) and <= {threshold} (near); two "
+        "sub-tests: the RNN's far accuracy minus the Transformer's, and the distance interaction (the RNN's far "
+        "minus near) minus (the Transformer's far minus near), so that a gap that is there at every distance does "
+        f"not count as a long-distance one; holds if both are above 0, does not hold if one is below 0 and none "
+        f"above; {HOLM_RULE}"
+    )
     rnn, trans_name = cast[RNN], cast[TRANSFORMER]
     part = dist[dist["probe"] == "agreement"] if not dist.empty else dist
     part = comparison(part, [rnn, trans_name]) if not comparison(part, [rnn, trans_name]).empty else part
     far = lambda d: d["distance"] > threshold
+    near = lambda d: d["distance"] <= threshold
     if part.empty or not {rnn, trans_name} <= set(part["encoder"]) or not far(part).any():
         return _row(
             claim, MISSING, f"needs agreement records of {rnn} and {trans_name} at distances > {threshold}", rule, ""
         )
-    lstm, trans = _per_seed(part, rnn, far), _per_seed(part, trans_name, far)
-    diff = welch_diff(lstm, trans)
-    verdict = HOLDS if diff.low > 0 else FAILS if diff.high < 0 else UNSURE
-    evidence = (
-        f"accuracy at d > {threshold}: {rnn} {np.mean(lstm):.3f}, {trans_name} {np.mean(trans):.3f}; difference {diff}"
-    )
-    near = lambda d: d["distance"] <= threshold
-    if near(part).any():  # is the gap specific to long distances?
-        near_diff = welch_diff(_per_seed(part, rnn, near), _per_seed(part, trans_name, near))
-        evidence += f"; at d <= {threshold} the difference is {near_diff}"
-        if diff.low > 0 and near_diff.low > 0:
-            evidence += " (the gap is there at short distances too, so it is not about distance)"
+    part = part[part["encoder"].isin([rnn, trans_name])]
+    r_far, t_far = _per_seed(part, rnn, far), _per_seed(part, trans_name, far)
+    pairs = [(f"far: {rnn} - {trans_name}", r_far.tolist(), t_far.tolist())]
+    evidence = f"accuracy at d > {threshold}: {rnn} {r_far.mean():.3f}, {trans_name} {t_far.mean():.3f}"
+    if near(part).any():
+        r_near, t_near = _per_seed(part, rnn, near), _per_seed(part, trans_name, near)
+        pairs.append(
+            ("interaction: far gap - near gap", (r_far - r_near).dropna().tolist(), (t_far - t_near).dropna().tolist())
+        )
+        evidence += f"; at d <= {threshold}: {rnn} {r_near.mean():.3f}, {trans_name} {t_near.mean():.3f}"
+    else:
+        evidence += f"; no distance <= {threshold} was measured, so the interaction is untested"
+    tests = subtests(pairs)
+    verdict = holm_verdict(tests)
+    if (
+        verdict == HOLDS and len(tests) < 2
+    ):  # a gap with no shorter distances to compare is not shown to be about distance
+        verdict = UNSURE
+    evidence += "; " + "; ".join(map(str, tests))
+    if len(tests) == 2 and tests[0].supports and not tests[1].supports:
+        evidence += " (the RNN leads at short distances as much, so the gap is not about distance)"
     conditions = (
-        f"distances {sorted(set(part[far(part)]['distance']))}; {diff.n} seeds; encoder parameters "
+        f"distances {sorted(set(part['distance']))}; {min(len(r_far), len(t_far))} seeds; encoder parameters "
         f"{', '.join(f'{e} {int(p):,}' for e, p in part.groupby('encoder')['encoder_params'].first().items())}"
     )
-    return _row(claim, verdict, evidence, rule, conditions)
+    return only_converged(_row(claim, verdict, evidence, rule, conditions), part, "probe")
 
 
 def _normalised_far(dist: pd.DataFrame) -> pd.DataFrame:
@@ -244,8 +338,8 @@ def cnn_behind(dist: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     claim = "A plain CNN falls behind on long distances"
     rule = (
         "per seed, the score (0 = chance, 1 = perfect) averaged over the longer half of every probe's distances; "
-        f"the CNN's minus the RNN's and minus the Transformer's, {DIFF_RULE}: holds if the CNN is below both, "
-        "does not hold if above either"
+        "the RNN's and the Transformer's minus the CNN's: holds if the CNN is below both, does not hold if it is "
+        f"above one and below none; {HOLM_RULE}"
     )
     cnn_name = cast[CNN]
     if not dist.empty and not comparison(dist, [cnn_name]).empty:
@@ -256,58 +350,58 @@ def cnn_behind(dist: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     scored = _normalised_far(dist)
     per_seed = scored.groupby(["encoder", "seed"])["score"].mean()
     cnn = per_seed.loc[cnn_name].tolist()
-    diffs = {e: welch_diff(cnn, per_seed.loc[e].tolist()) for e in set(dist["encoder"]) - {cnn_name}}
-    verdict = (
-        HOLDS
-        if all(d.high < 0 for d in diffs.values())
-        else FAILS
-        if any(d.low > 0 for d in diffs.values())
-        else UNSURE
-    )
-    rf = int(dist[dist["encoder"] == cnn_name]["receptive_field"].iloc[0])
+    others = sorted(set(dist["encoder"]) - {cnn_name})
+    tests = subtests([(f"{e} - {cnn_name}", per_seed.loc[e].tolist(), cnn) for e in others])
+    verdict = holm_verdict(tests)
     evidence = (
         "mean long-distance score: "
         + ", ".join(f"{e} {per_seed.loc[e].mean():.3f}" for e in sorted(set(dist["encoder"])))
-        + f"; {cnn_name} minus "
-        + "; ".join(f"{e}: {d}" for e, d in sorted(diffs.items()))
+        + "; "
+        + "; ".join(map(str, tests))
     )
+    rf = int(dist[dist["encoder"] == cnn_name]["receptive_field"].iloc[0])
     conditions = (
         f"probes {', '.join(sorted(set(dist['probe'])))}; {cnn_name} receptive field {rf} tokens: "
         f"{(rf - 1) // 2} each side when bidirectional, {rf - 1} back when causal"
     )
-    return _row(claim, verdict, evidence, rule, conditions)
+    return only_converged(_row(claim, verdict, evidence, rule, conditions), dist, "probe")
 
 
 def task_order(acc: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     claim = "Task accuracy Transformer > CNN > RNN"
     rule = (
-        f"per task, the Transformer's minus the CNN's and the CNN's minus the RNN's test metric, {DIFF_RULE}: "
-        "holds if both are positive on every task, does not hold if either is negative on some task"
+        "per task, the Transformer's minus the CNN's and the CNN's minus the RNN's test metric: holds if both are "
+        f"above 0 on every task, does not hold if some are below 0 and none above; {HOLM_RULE}"
     )
     t, c, r = cast[TRANSFORMER], cast[CNN], cast[RNN]
     acc = comparison(acc, [r, c, t]) if not comparison(acc, [r, c, t]).empty else acc
     if acc.empty or not {r, c, t} <= set(acc["encoder"]):
         return _row(claim, MISSING, f"needs accuracy records of {r}, {c} and {t}", rule, "")
     acc = acc[acc["encoder"].isin([r, c, t])]
-    statuses, evidence, short = [], [], []
+    pairs, rankings = [], {}
     for task, part in acc.groupby("task", sort=False):
         seeds = {e: part[part["encoder"] == e]["value"].tolist() for e in (t, c, r)}
         if not all(seeds.values()):
             continue
-        pairs = [welch_diff(seeds[t], seeds[c]), welch_diff(seeds[c], seeds[r])]
-        statuses.append(
-            "reversed" if any(d.high < 0 for d in pairs) else "holds" if all(d.low > 0 for d in pairs) else "unclear"
-        )
-        ranking = part.groupby("encoder")["value"].mean().sort_values(ascending=False)
-        evidence.append(
-            f"{task}: {' > '.join(ranking.index)} ({statuses[-1]}; {t} - {c} {pairs[0]}, {c} - {r} {pairs[1]})"
-        )
-        short.append(f"{task}: {' > '.join(ranking.index)} ({statuses[-1]})")
-    verdict = FAILS if "reversed" in statuses else HOLDS if statuses and all(s == "holds" for s in statuses) else UNSURE
+        pairs += [(f"{t} - {c}", seeds[t], seeds[c]), (f"{c} - {r}", seeds[c], seeds[r])]
+        rankings[task] = " > ".join(part.groupby("encoder")["value"].mean().sort_values(ascending=False).index)
+    tests = subtests(pairs)
+    by_task = {task: tests[2 * i : 2 * i + 2] for i, task in enumerate(rankings)}
+    status = {task: holm_verdict(pair) for task, pair in by_task.items()}
+    evidence = "; ".join(
+        f"{task}: {rankings[task]} ({status[task]}; {', '.join(map(str, by_task[task]))})" for task in rankings
+    )
+    short = "; ".join(f"{task}: {rankings[task]} ({status[task]})" for task in rankings)
+    params = acc.groupby("encoder")[["encoder_params", "params"]].median() if "params" in acc else None
     conditions = f"{acc['seed'].nunique()} seeds; encoder parameters " + ", ".join(
         f"{e} {int(p):,}" for e, p in acc.groupby("encoder")["encoder_params"].median().items()
     )
-    return _row(claim, verdict, "; ".join(evidence), rule, conditions, one_line("; ".join(short), 200))
+    if params is not None and params["params"].notna().all():
+        conditions += "; whole models with heads (median over tasks) " + ", ".join(
+            f"{e} {int(p):,}" for e, p in params["params"].items()
+        )
+    row = _row(claim, holm_verdict(tests), evidence, rule, conditions, one_line(short, 200))
+    return only_converged(row, acc, "task")
 
 
 def split_by(table: pd.DataFrame, column: str) -> list[tuple]:
@@ -382,8 +476,8 @@ def attention_wins_recall(dist: pd.DataFrame) -> dict:
     claim = "Attention beats recurrent and state-space models on multi-query associative recall at equal size"
     rule = (
         "per seed, mean accuracy over the mqar pair counts; each attention encoder minus each RNN and SSM "
-        f"encoder of the same budget, {DIFF_RULE}: holds if attention is above every one, does not hold if any "
-        f"is above attention; judged only where some encoder solves the fewest pairs (accuracy >= {SOLVED}), "
+        "encoder of the same budget: holds if attention is above every one, does not hold if some are above "
+        f"attention and none below; {HOLM_RULE}; judged only where some encoder solves the fewest pairs (accuracy >= {SOLVED}), "
         "else inconclusive (uninformative at this budget). Paper: attention at ~1.0, recurrent and "
         "state-space models below it at small widths (Arora et al. 2023, Zoology, Fig. 2)"
     )
@@ -403,31 +497,29 @@ def attention_wins_recall(dist: pd.DataFrame) -> dict:
     part = comparison(part, attention + others) if not comparison(part, attention + others).empty else part
     per_seed = _probe_seeds(part)
     fewest = part[part["distance"] == part["distance"].min()].groupby("encoder")["value"].mean()
-    diffs = {
-        (a, o): welch_diff(per_seed.loc[a].tolist(), per_seed.loc[o].tolist())
-        for a in attention
-        for o in others
-        if a in per_seed and o in per_seed
-    }
+    tests = subtests(
+        [
+            (f"{a} - {o}", per_seed.loc[a].tolist(), per_seed.loc[o].tolist())
+            for a in attention
+            for o in others
+            if a in per_seed and o in per_seed
+        ]
+    )
     means = ", ".join(f"{e} {per_seed.loc[e].mean():.3f}" for e in attention + others if e in per_seed)
-    evidence = f"mean mqar accuracy: {means}; " + "; ".join(f"{a} minus {o}: {d}" for (a, o), d in diffs.items())
+    evidence = f"mean mqar accuracy: {means}; " + "; ".join(map(str, tests))
     if fewest.max() < SOLVED:
         verdict = UNSURE
         evidence = (
             f"uninformative at this budget: no encoder solves {int(part['distance'].min())} pairs "
             f"(best {fewest.idxmax()} {fewest.max():.3f}); " + evidence
         )
-    elif all(d.low > 0 for d in diffs.values()):
-        verdict = HOLDS
-    elif any(d.high < 0 for d in diffs.values()):
-        verdict = FAILS
     else:
-        verdict = UNSURE
-    n = min(d.n for d in diffs.values()) if diffs else 0
+        verdict = holm_verdict(tests)
+    n = min(t.diff.n for t in tests) if tests else 0
     conditions = f"pair counts {sorted(set(part['distance']))}; {n} seeds; " + ", ".join(
         f"{e} {int(p):,} parameters" for e, p in part.groupby("encoder")["encoder_params"].first().items()
     )
-    return _row(claim, verdict, evidence, rule, conditions)
+    return only_converged(_row(claim, verdict, evidence, rule, conditions), part, "probe")
 
 
 def selection_solves_selective_copy(dist: pd.DataFrame) -> dict:
@@ -465,7 +557,7 @@ def selection_solves_selective_copy(dist: pd.DataFrame) -> dict:
     if np.mean(a) < SOLVED:
         evidence = f"uninformative at this budget: the selective SSM does not solve it (< {SOLVED}); " + evidence
     conditions = f"spans {sorted(set(part['distance']))}; {diff.n} seeds"
-    return _row(claim, verdict, evidence, rule, conditions)
+    return only_converged(_row(claim, verdict, evidence, rule, conditions), part, "probe")
 
 
 def _pretrain_scores(pre: pd.DataFrame) -> pd.DataFrame | None:

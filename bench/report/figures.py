@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 import models
 from bench import roles
 from bench.breakdown import CATEGORIES
+from bench.convergence import CONVERGED
 from bench.report.frames import name_of
 from bench.report.render import human
 from bench.report.stats import RANGES, mean_ci
@@ -249,8 +250,14 @@ def probe_axis(probe: str) -> str:
     return getattr(PROBES.get(probe), "distance_axis", "distance d (tokens)")
 
 
+def converged(rows: pd.DataFrame) -> bool:
+    """Whether every training run behind ``rows`` converged (bench.convergence); True where no status is kept."""
+    return "convergence" not in rows or bool((rows["convergence"] == CONVERGED).all())
+
+
 def distance_curves(dist: pd.DataFrame, order) -> plt.Figure:
-    """Metric against distance per probe: mean over seeds with a 95% t band; chance dashed."""
+    """Metric against distance per probe: mean over seeds with a 95% t band; chance dashed; an encoder's
+    markers hollow where some of its runs on the probe had not converged."""
     probes = list(dict.fromkeys(dist["probe"]))
     fig, axes = panels(len(probes), width=3.8, height=3.1)
     colors, marks = _colours(order, dist), markers(order)
@@ -269,6 +276,7 @@ def distance_curves(dist: pd.DataFrame, order) -> plt.Figure:
                 color=colors[encoder],
                 label=encoder,
                 markersize=5,
+                markerfacecolor=colors[encoder] if converged(rows_e) else "white",
             )
             line.set_gid(encoder)
             low, high = np.array([ci.low for _, ci in summary]), np.array([ci.high for _, ci in summary])
@@ -317,7 +325,7 @@ def _task_title(part: pd.DataFrame, task: str) -> str:
 
 def accuracy_points(acc: pd.DataFrame, order) -> plt.Figure:
     """Test metric per task: mean over seeds with 95% t error bars clipped to the metric's range; the
-    baseline dashed."""
+    baseline dashed; a marker hollow where some of the seeds had not converged."""
     tasks = list(dict.fromkeys(acc["task"]))
     fig, axes = panels(len(tasks), width=3.1, height=3.0)
     colors, marks = _colours(order, acc), markers(order)
@@ -326,7 +334,8 @@ def accuracy_points(acc: pd.DataFrame, order) -> plt.Figure:
         metric = part["metric"].iloc[0]
         present = [e for e in order if e in set(part["encoder"])]
         for i, encoder in enumerate(present):
-            y, below, above = _interval(part[part["encoder"] == encoder]["value"], *RANGES.get(metric, (None, None)))
+            rows = part[part["encoder"] == encoder]
+            y, below, above = _interval(rows["value"], *RANGES.get(metric, (None, None)))
             ax.errorbar(
                 [i],
                 [y],
@@ -336,6 +345,7 @@ def accuracy_points(acc: pd.DataFrame, order) -> plt.Figure:
                 capsize=4,
                 markersize=7,
                 label=encoder,
+                markerfacecolor=colors[encoder] if converged(rows) else "white",
             )
         ax.axhline(part["baseline"].mean(), linestyle="--", color="grey", label="baseline")
         ax.set_xticks(range(len(present)), present, rotation=30, ha="right")
@@ -468,4 +478,32 @@ def pretrain_loss(curves: pd.DataFrame, order) -> plt.Figure:
     ax.set_ylabel(f"{'held-out' if held_out else 'training'} loss (nats per predicted token)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
+    return fig
+
+
+def learning_curves(curves: pd.DataFrame, order) -> plt.Figure:
+    """Validation metric against training seconds on this machine, one panel per trained task or probe,
+    one thin line per (encoder, seed): which encoder gets there first, not only how far it gets."""
+    panels_of = list(dict.fromkeys(zip(curves["suite"], curves["task"])))
+    fig, axes = panels(len(panels_of), width=3.3, height=2.8)
+    colors = _colours(order, curves)
+    for ax, (suite, task) in zip(axes, panels_of):
+        part = curves[(curves["suite"] == suite) & (curves["task"] == task)]
+        for encoder in [e for e in order if e in set(part["encoder"])]:
+            for i, (_, run) in enumerate(part[part["encoder"] == encoder].groupby("seed")):
+                ax.plot(
+                    run["seconds"],
+                    run["value"],
+                    color=colors[encoder],
+                    linewidth=1,
+                    alpha=0.8,
+                    label=encoder if i == 0 else None,
+                )
+        metric = part["metric"].iloc[0]
+        if metric == "mse":
+            ax.set_yscale("log")
+        ax.set_title(task)
+        ax.set_xlabel("training seconds")
+        ax.set_ylabel(f"validation {metric}")
+    legend_below(fig, axes, order=order)
     return fig

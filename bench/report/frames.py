@@ -254,6 +254,9 @@ def distance(records: pd.DataFrame) -> pd.DataFrame:
                     "chance_loss": m.get((d, "chance_loss")),
                     "effective_distance": m.get(("all", "effective_distance")),
                     "encoder_params": info.get("encoder_params"),
+                    "params": info.get("params"),
+                    "convergence": info.get("convergence"),
+                    "steps": info.get("steps"),
                     "selective": _model(r).get("selective"),  # a state-space encoder's selection (ssm_lti: False)
                 }
             )
@@ -303,6 +306,7 @@ def accuracy(records: pd.DataFrame) -> pd.DataFrame:
             "train_s": info.get("train_s"),
             "steps": info.get("steps"),
             "best_step": info.get("best_step"),
+            "convergence": info.get("convergence"),
             "source": info.get("source"),
             "device": r["env"].get("device_name"),
         }
@@ -401,4 +405,63 @@ def pretrain_curves(records: pd.DataFrame) -> pd.DataFrame:
                     "encoder_params": info.get("encoder_params"),
                 }
             )
+    return pd.DataFrame(rows)
+
+
+TRAINED = ("distance", "accuracy")
+
+
+def runs(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per training run of the distance and accuracy suites: how it ended (bench.convergence), its
+    step cap and the settings of the rule that judged it."""
+    rows = []
+    for suite in TRAINED:
+        for _, r in _ok(records, suite).iterrows():
+            info = r["info"]
+            train = (r["config"].get("train") or {}) if isinstance(r["config"], dict) else {}
+            rows.append(
+                {
+                    "suite": suite,
+                    "task": r["task"],
+                    **_who(r),
+                    "budget": budget(r),
+                    "seed": r["seed"],
+                    "convergence": info.get("convergence"),
+                    "why": info.get("convergence_why"),
+                    "steps": info.get("steps"),
+                    "best_step": info.get("best_step"),
+                    "cap": train.get("steps"),
+                    "patience": train.get("patience"),
+                    "tolerance": train.get("tolerance"),
+                    "train_s": info.get("train_s"),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def curves(records: pd.DataFrame) -> pd.DataFrame:
+    """Validation curves of the distance and accuracy runs: one row per evaluation, with the steps, seconds
+    and (where counted) training tokens spent by then."""
+    rows = []
+    for suite in TRAINED:
+        for _, r in _ok(records, suite).iterrows():
+            info = r["info"]
+            metric = info.get("selection_metric") or info.get("metric")
+            for point in info.get("curve") or []:
+                if metric not in point:
+                    continue
+                rows.append(
+                    {
+                        "suite": suite,
+                        "task": r["task"],
+                        **_who(r),
+                        "budget": budget(r),
+                        "seed": r["seed"],
+                        "metric": metric,
+                        "step": point["step"],
+                        "seconds": point.get("seconds"),
+                        "tokens": point.get("tokens"),
+                        "value": point[metric],
+                    }
+                )
     return pd.DataFrame(rows)

@@ -14,20 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-LEVEL = 0.95
+from bench.metrics import RANGES  # noqa: F401  (the report's modules take it from here)
 
-# the range each metric can take: an interval is clipped to it (a t interval over few seeds can overshoot)
-RANGES = {
-    "accuracy": (0, 1),
-    "macro_f1": (0, 1),
-    "span_f1": (0, 1),
-    "f1": (0, 1),
-    "bleu": (0, 100),
-    "chrf": (0, 100),
-    "mse": (0, None),
-    "loss": (0, None),
-    "effective_distance": (0, None),
-}
+LEVEL = 0.95
 
 
 @dataclass
@@ -88,3 +77,24 @@ def ratio_of_medians(times_a, times_b, n_boot: int = 2000, seed: int = 0) -> Int
     rb = np.median(rng.choice(b, (n_boot, len(b))), axis=1)
     low, high = np.quantile(rb / ra, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
     return Interval(estimate, float(low), float(high), min(len(a), len(b)))
+
+
+def welch_p(a, b) -> float:
+    """Two-sided p-value of Welch's t test of mean(a) = mean(b); NaN where ``welch_diff`` gives no interval."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2 or a.var(ddof=1) + b.var(ddof=1) == 0:
+        return math.nan
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def holm(pvalues) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (NaN stays NaN and counts in the family): an
+    adjusted p below 0.05 is significant with the chance of any false positive in the family held at 5%."""
+    p = list(pvalues)
+    m = len(p)
+    ranked = sorted((v, i) for i, v in enumerate(p) if not math.isnan(v))
+    adjusted, running = [math.nan] * m, 0.0
+    for rank, (v, i) in enumerate(ranked):
+        running = max(running, min(1.0, (m - rank) * v))
+        adjusted[i] = running
+    return adjusted
