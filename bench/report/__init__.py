@@ -293,6 +293,14 @@ def _distance_section(dist, attract, order, fig_dir) -> Section:
             "averaged over test examples, each run scaled to its maximum; a missing point is exactly zero "
             "(beyond a receptive field).",
         )
+    useful = claims_mod.informative(dist)
+    dull = sorted(p for p, ok in useful.items() if not ok)
+    if dull:
+        s.text(
+            f"Uninformative at this budget, so kept out of the claims: {', '.join(dull)} (no encoder reaches accuracy "
+            f"{claims_mod.INFORMATIVE}, or an MSE below {claims_mod.INFORMATIVE_MSE:.0%} of chance, at the "
+            "probe's shortest distance: the probe measures the budget there, not distance)."
+        )
     tables = s.details("Per-probe tables: score by distance (and loss, attractors), mean [95% CI] over seeds")
     for probe, part in dist.groupby("probe", sort=False):
         table = part.groupby(["encoder", "distance"])["value"].apply(_ci_of(part["metric"].iloc[0])).unstack("distance")
@@ -300,7 +308,8 @@ def _distance_section(dist, attract, order, fig_dir) -> Section:
         table.columns = [f"{_symbol(probe)}={d}" for d in table.columns]
         tables.table(
             table.reset_index(),
-            f"{probe}: test {part['metric'].iloc[0]} by {figures.probe_axis(probe)}, mean [95% CI] over seeds",
+            f"{probe}: test {part['metric'].iloc[0]} by {figures.probe_axis(probe)}, mean [95% CI] over seeds"
+            + ("" if useful.get(probe, True) else " (uninformative at this budget)"),
         )
         if "chance_loss" in part and part["chance_loss"].notna().any():
             loss = part.groupby(["encoder", "distance"])["loss"].apply(_ci_of("loss")).unstack("distance")

@@ -274,6 +274,32 @@ def _per_seed(dist: pd.DataFrame, encoder: str, select) -> pd.Series:
     return part.groupby("seed")["value"].mean()
 
 
+INFORMATIVE = 0.95  # a probe is informative where some encoder reaches this accuracy at its shortest distance
+INFORMATIVE_MSE = 0.10  # or, for a regression probe, an MSE below this fraction of the chance MSE
+
+
+def informative(dist: pd.DataFrame) -> dict[str, bool]:
+    """Per probe: whether some encoder clearly beats chance at the probe's shortest distance (mean over seeds:
+    accuracy >= INFORMATIVE, or MSE below INFORMATIVE_MSE of chance). A probe nobody learns at its easiest
+    setting says nothing about distance, only about the budget."""
+    out = {}
+    for probe, part in dist.groupby("probe"):
+        shortest = part[part["distance"] == part["distance"].min()]
+        by_encoder = shortest.groupby("encoder")[["value", "chance"]].mean()
+        if shortest["metric"].iloc[0] == "mse":
+            out[probe] = bool((by_encoder["value"] < INFORMATIVE_MSE * by_encoder["chance"]).any())
+        else:
+            out[probe] = bool((by_encoder["value"] >= INFORMATIVE - 1e-9).any())
+    return out
+
+
+def uninformative_text(probe: str) -> str:
+    return (
+        f"uninformative at this budget: no encoder reaches accuracy {INFORMATIVE} (or an MSE below "
+        f"{INFORMATIVE_MSE:.0%} of chance) at {probe}'s shortest distance"
+    )
+
+
 def agreement_beyond(dist: pd.DataFrame, threshold: int = 13, cast: dict = DEFAULT_CAST) -> dict:
     claim = f"Beyond ~{threshold} tokens the Transformer is weaker than the RNN on agreement"
     rule = (
@@ -292,6 +318,8 @@ def agreement_beyond(dist: pd.DataFrame, threshold: int = 13, cast: dict = DEFAU
         return _row(
             claim, MISSING, f"needs agreement records of {rnn} and {trans_name} at distances > {threshold}", rule, ""
         )
+    if not informative(part).get("agreement", True):
+        return _row(claim, UNSURE, uninformative_text("agreement"), rule, "")
     part = part[part["encoder"].isin([rnn, trans_name])]
     r_far, t_far = _per_seed(part, rnn, far), _per_seed(part, trans_name, far)
     pairs = [(f"far: {rnn} - {trans_name}", r_far.tolist(), t_far.tolist())]
@@ -339,7 +367,8 @@ def cnn_behind(dist: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     rule = (
         "per seed, the score (0 = chance, 1 = perfect) averaged over the longer half of every probe's distances; "
         "the RNN's and the Transformer's minus the CNN's: holds if the CNN is below both, does not hold if it is "
-        f"above one and below none; {HOLM_RULE}"
+        f"above one and below none; {HOLM_RULE}; only informative probes count (some encoder reaches accuracy "
+        f"{INFORMATIVE}, or an MSE below {INFORMATIVE_MSE:.0%} of chance, at the probe's shortest distance)"
     )
     cnn_name = cast[CNN]
     if not dist.empty and not comparison(dist, [cnn_name]).empty:
@@ -347,6 +376,13 @@ def cnn_behind(dist: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     dist = dist[dist["encoder"].isin(cast.values())] if not dist.empty else dist
     if dist.empty or cnn_name not in set(dist["encoder"]) or len(set(dist["encoder"])) < 2:
         return _row(claim, MISSING, f"needs distance records of the {cnn_name} and another encoder", rule, "")
+    useful = informative(dist)
+    left_out = sorted(p for p, ok in useful.items() if not ok)
+    dist = dist[dist["probe"].isin([p for p, ok in useful.items() if ok])]
+    if dist.empty:
+        return _row(
+            claim, UNSURE, f"no probe is informative: {', '.join(left_out)} (uninformative at this budget)", rule, ""
+        )
     scored = _normalised_far(dist)
     per_seed = scored.groupby(["encoder", "seed"])["score"].mean()
     cnn = per_seed.loc[cnn_name].tolist()
@@ -364,6 +400,8 @@ def cnn_behind(dist: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
         f"probes {', '.join(sorted(set(dist['probe'])))}; {cnn_name} receptive field {rf} tokens: "
         f"{(rf - 1) // 2} each side when bidirectional, {rf - 1} back when causal"
     )
+    if left_out:
+        conditions += f"; left out as uninformative at this budget: {', '.join(left_out)}"
     return only_converged(_row(claim, verdict, evidence, rule, conditions), dist, "probe")
 
 
