@@ -197,6 +197,7 @@ class TuneConfig:
 
     trials: int | None = field(default=None, metadata=_range(1))
     space: str | None = None
+    grid: str | None = None  # experiment=tune: the grid every family was trained on (bench.recipes)
 
 
 @dataclass
@@ -224,6 +225,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    recipes: dict[str, Any] = field(default_factory=dict)  # encoder -> suite -> train settings (conf/recipe/)
     data: DataConfig = field(default_factory=DataConfig)
 
 

@@ -515,7 +515,12 @@ COPY_CLAIM = "A selective state-space model solves selective copying where a tim
 
 @pytest.mark.parametrize(
     "transformer, lstm, verdict",
-    [(0.99, 0.3, "holds"), (0.3, 0.99, "mixed"), (0.1, 0.99, "does not hold"), ([0.6, 0.4, 0.3], [0.5, 0.3, 0.2], "inconclusive")],
+    [
+        (0.99, 0.3, "holds"),
+        (0.3, 0.99, "mixed"),
+        (0.1, 0.99, "does not hold"),
+        ([0.6, 0.4, 0.3], [0.5, 0.3, 0.2], "inconclusive"),
+    ],
 )
 def test_the_recall_claim_compares_attention_with_every_recurrent_and_state_space_model(
     tmp_path, transformer, lstm, verdict
@@ -705,3 +710,25 @@ def test_an_uninformative_probe_stays_out_of_the_claims(tmp_path):
     assert claims.cnn_behind(only_recall)["verdict"] == "inconclusive"
     text = build_report(tmp_path)["md"].read_text()
     assert "Uninformative at this budget, so kept out of the claims: recall" in text
+
+
+def test_pretraining_claims_wait_for_a_measurable_pretraining_effect():
+    rows = [
+        {
+            "task": "tagging",
+            "encoder": e,
+            "objective": "mlm",
+            "tokens": t,
+            "score": 0.5 + 0.01 * s + (0.002 * i if t else 0.0),  # pre-training moved nothing beyond the seeds' noise
+            "seed": s,
+            "budget": 2e5,
+            "encoder_params": 2e5,
+        }
+        for i, e in enumerate(("lstm", "cnn", "transformer"))
+        for t in (0, 1000)
+        for s in range(3)
+    ]
+    pre = pd.DataFrame(rows)
+    for judge in (claims.pretrain_helps_transformer_most, claims.small_data_gap_closes):
+        row = judge(pre)
+        assert row["verdict"] == "inconclusive" and row["evidence"].startswith("no measurable pre-training effect")

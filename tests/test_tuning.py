@@ -48,5 +48,7 @@ def test_each_encoder_gets_the_same_trials_and_the_choice_uses_validation_only(t
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[1:3] == [str(TRIALS), str(TRIALS)]  # trials run, trial budget
         # the chosen trial's test mean is reported, whatever the best test trial was
-        assert float(cells[6].split()[0]) == pytest.approx(by_trial.loc[chosen, "test"], abs=5e-4 + 1e-9)  # shown to 3 decimals
+        assert float(cells[6].split()[0]) == pytest.approx(
+            by_trial.loc[chosen, "test"], abs=5e-4 + 1e-9
+        )  # shown to 3 decimals
         assert "[" in cells[6], "the test metric carries its interval over seeds"

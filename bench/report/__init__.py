@@ -362,9 +362,10 @@ def _distance_section(dist, attract, order, fig_dir) -> Section:
 def _accuracy_section(acc, order, fig_dir) -> Section:
     s = Section("Task accuracy")
     s.text(
-        "Every encoder gets the same parameter budget, steps and settings; the checkpoint is picked on "
-        "validation and scored once on test. Error bars are 95% t intervals over seeds; the dashed line is "
-        "the majority-class (or copy-the-source) baseline."
+        "Every encoder gets the same parameter budget and settings and trains until it has converged (or "
+        "reaches the step cap: see the training section); the checkpoint is picked on validation and scored once "
+        "on test. Error bars are 95% t intervals over seeds; the dashed line is the majority-class (or "
+        "copy-the-source) baseline; a hollow marker: not every seed converged."
     )
     s.figure(
         figures.save(figures.accuracy_points(acc, order), fig_dir, "accuracy"),
@@ -391,7 +392,26 @@ def _accuracy_section(acc, order, fig_dir) -> Section:
         table["task"].map(acc.groupby("task")["source"].first()).fillna("embedded"), sort=False
     ):
         s.table(part, f"test metric, mean [95% CI] over seeds ({source} data)")
+    s.text(_whole_model_sentence(table))
     return s
+
+
+def _whole_model_sentence(table: pd.DataFrame) -> str:
+    """Whether the whole models (embeddings and heads included) are as matched as the encoders: the budget
+    sizes encoders; heads scale with each encoder's width, so whole models can drift apart."""
+    spread = table.dropna(subset=["params"]).groupby("task")["params"]
+    gaps = (spread.max() / spread.min() - 1).sort_values(ascending=False)
+    if gaps.empty:
+        return "Whole-model parameter counts were not recorded."
+    worst = gaps.index[0]
+    if gaps.iloc[0] <= 0.05:
+        return (
+            f"Whole models, embeddings and heads included, are matched within 5% too (largest gap {gaps.iloc[0]:.1%})."
+        )
+    return (
+        f"Encoders are matched within 5%; whole models (embeddings and heads included, column params) are not: up to "
+        f"{gaps.iloc[0]:.0%} apart ({worst}), because the heads and embeddings scale with each encoder's width."
+    )
 
 
 TARGET = 0.95  # learning curves: the time to reach this fraction of the best encoder's final validation metric
@@ -444,14 +464,21 @@ def _training_section(runs: pd.DataFrame, curves: pd.DataFrame, order, fig_dir) 
             steps=("steps", "median"),
             best_step=("best_step", "median"),
             cap=("cap", "first"),
+            lr=("lr", "first"),
+            recipe=("recipe", "first"),
             train_s=("train_s", "median"),
         )
         .reset_index()
-        .round(1)
+        .round({"steps": 0, "best_step": 0, "train_s": 1})
     )
     table["order"] = table["encoder"].map({e: i for i, e in enumerate(order)})
     table = table.sort_values(["suite", "task", "order"], kind="stable").drop(columns="order")
-    s.table(table, "runs converged per task and encoder; median steps trained, best (selected) step and seconds")
+    s.table(
+        table,
+        "runs converged per task and encoder; median steps trained, best (selected) step and seconds; the peak "
+        "learning rate and where it came from (shared: one for every family; tuned: the family's own, chosen on "
+        "validation by `python -m bench.recipes`)",
+    )
     stuck = runs[runs["convergence"] != CONVERGED]
     if not stuck.empty:
         s.details(f"The {len(stuck)} runs that did not converge").table(

@@ -618,11 +618,27 @@ SCORE = (
 )
 
 
+def no_pretraining_effect(scores: pd.DataFrame) -> str | None:
+    """Why the pre-training claims cannot be judged, or None: they compare gains, so some encoder's
+    pre-trained score must beat its scratch score (Welch interval over seeds above 0) before a gain means
+    anything; otherwise the pre-training step changed nothing measurable at this budget."""
+    diffs = {
+        e: welch_diff(part["pretrained"].dropna().tolist(), part["scratch"].dropna().tolist())
+        for e, part in scores.groupby(level=0)
+    }
+    if any(d.low > 0 for d in diffs.values()):
+        return None
+    return "no measurable pre-training effect (no encoder's pre-trained score is above its scratch score: " + (
+        ", ".join(f"{e} {d}" for e, d in sorted(diffs.items())) + "), so gains compare noise"
+    )
+
+
 def pretrain_helps_transformer_most(pre: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     claim = "Two-stage training helps the Transformer most"
     rule = (
         f"{SCORE}; the Transformer's gain minus the RNN's and minus the CNN's, {DIFF_RULE}: holds if above both, "
-        "does not hold if below either"
+        "does not hold if below either; judged only where pre-training had a measurable effect (some encoder's "
+        "pre-trained score above its scratch score)"
     )
     t = cast[TRANSFORMER]
     scores = _pretrain_scores(pre[pre["encoder"].isin(cast.values())] if not pre.empty else pre)
@@ -634,6 +650,8 @@ def pretrain_helps_transformer_most(pre: pd.DataFrame, cast: dict = DEFAULT_CAST
             rule,
             "",
         )
+    if (why := no_pretraining_effect(scores)) is not None:
+        return _row(claim, UNSURE, why, rule, _pretrain_conditions(pre))
     gain = (scores["pretrained"] - scores["scratch"]).dropna()
     trans = gain.loc[t].tolist()
     diffs = {e: welch_diff(trans, gain.loc[e].tolist()) for e in set(gain.index.get_level_values(0)) - {t}}
@@ -665,6 +683,8 @@ def small_data_gap_closes(pre: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     scores = _pretrain_scores(pre)
     if scores is None or not {r, t} <= set(scores.index.get_level_values(0)):
         return _row(claim, MISSING, f"needs pretrain records of the {r} and the {t}", rule, "")
+    if (why := no_pretraining_effect(scores)) is not None:
+        return _row(claim, UNSURE, why, rule, _pretrain_conditions(pre))
     gaps = {
         arm: welch_diff(scores.loc[r][arm].dropna().tolist(), scores.loc[t][arm].dropna().tolist())
         for arm in ("scratch", "pretrained")

@@ -431,6 +431,11 @@ def runs(records: pd.DataFrame) -> pd.DataFrame:
                     "steps": info.get("steps"),
                     "best_step": info.get("best_step"),
                     "cap": train.get("steps"),
+                    "lr": train.get("lr"),
+                    "warmup": train.get("warmup"),
+                    "recipe": "tuned"
+                    if (((r["config"].get("recipes") or {}).get(_model(r).get("name")) or {}).get(suite))
+                    else "shared",
                     "patience": train.get("patience"),
                     "tolerance": train.get("tolerance"),
                     "train_s": info.get("train_s"),
