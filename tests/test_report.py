@@ -732,3 +732,83 @@ def test_pretraining_claims_wait_for_a_measurable_pretraining_effect():
     for judge in (claims.pretrain_helps_transformer_most, claims.small_data_gap_closes):
         row = judge(pre)
         assert row["verdict"] == "inconclusive" and row["evidence"].startswith("no measurable pre-training effect")
+
+
+def _copy_rows(cnn_ratio, lstm_ratio):
+    return pd.DataFrame(
+        [
+            {
+                "probe": "copy",
+                "encoder": e,
+                "family": f,
+                "preset": False,
+                "seed": s,
+                "distance": 16,
+                "metric": "accuracy",
+                "value": 0.5,
+                "loss": ratio * 0.5,
+                "chance_loss": 0.5,
+            }
+            for e, f, ratio in (("cnn", "cnn", cnn_ratio), ("lstm", "rnn", lstm_ratio))
+            for s in range(3)
+        ]
+    )
+
+
+@pytest.mark.parametrize("cnn_ratio, lstm_ratio, verdict", [(0.02, 0.99, "reproduced"), (0.5, 0.99, "not reproduced")])
+def test_the_copy_memory_reproduction_needs_the_cnn_solved_where_the_lstm_stays_on_the_baseline(
+    cnn_ratio, lstm_ratio, verdict
+):
+    from bench.report import reproductions
+
+    assert reproductions.copy_memory(_copy_rows(cnn_ratio, lstm_ratio))["verdict"] == verdict
+
+
+def test_the_attractor_reproduction_needs_errors_rising_with_attractors():
+    from bench.report import reproductions
+
+    def rows(errors):
+        return pd.DataFrame(
+            [
+                {
+                    "probe": "agreement",
+                    "encoder": "lstm",
+                    "family": "rnn",
+                    "preset": False,
+                    "seed": s,
+                    "attractors": k,
+                    "metric": "accuracy",
+                    "value": 1 - e - 0.005 * s,
+                }
+                for k, e in enumerate(errors)
+                for s in range(3)
+            ]
+        )
+
+    assert reproductions.attractors(rows([0.01, 0.05, 0.10, 0.20]))["verdict"] == "reproduced"
+    flat = reproductions.attractors(rows([0.01, 0.01, 0.01, 0.01]))
+    assert flat["verdict"] == "not reproduced" and "lstm error by attractors: 0: 1.5%" in flat["ours"]
+    assert reproductions.attractors(pd.DataFrame())["verdict"] == "missing data"
+
+
+def test_listops_is_judged_against_the_paper_within_its_tolerance():
+    from bench.report import reproductions
+
+    def rows(acc):
+        return pd.DataFrame(
+            [
+                {
+                    "probe": "listops",
+                    "encoder": "transformer",
+                    "family": "attention",
+                    "preset": False,
+                    "seed": 0,
+                    "distance": d,
+                    "value": acc,
+                }
+                for d in (1, 2)
+            ]
+        )
+
+    assert reproductions.listops(rows(0.38))["verdict"] == "reproduced"
+    assert reproductions.listops(rows(0.45))["verdict"] == "not reproduced"

@@ -15,7 +15,7 @@ import pandas as pd
 
 from bench.convergence import CONVERGED, Rule
 from bench.records import load_records
-from bench.report import answer, figures, frames
+from bench.report import answer, figures, frames, reproductions
 from bench.report import claims as claims_mod
 from bench.report.render import Section, human, to_html, to_markdown
 from bench.report.stats import RANGES, mean_ci
@@ -703,6 +703,17 @@ def _claims_section(verdicts: pd.DataFrame) -> Section:
     return s
 
 
+def _reproductions_section(dist: pd.DataFrame, attract: pd.DataFrame) -> Section:
+    s = Section("Published results, reproduced at CPU scale")
+    s.text(
+        "Each row is a published finding beside ours, with the criterion (and tolerance) under which our run "
+        "reproduces it. Our probes are smaller and shorter than the papers', so most criteria test the shape "
+        "of the finding; a failed reproduction is reported with its numbers."
+    )
+    s.table(reproductions.all_reproductions(dist, attract)[["verdict", "study", "paper", "criterion", "ours"]])
+    return s
+
+
 def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir
@@ -746,6 +757,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
             sections.append(_speed_section(part, tables, order, fig_dir, device))
     if not dist.empty:
         sections.append(_distance_section(dist, attract, order, fig_dir))
+        sections.append(_reproductions_section(claims_mod.unsized(dist), claims_mod.unsized(attract)))
     if not acc.empty:
         sections.append(_accuracy_section(acc, order, fig_dir))
     if not runs.empty:
