@@ -416,10 +416,11 @@ def task_order(acc: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     if acc.empty or not {r, c, t} <= set(acc["encoder"]):
         return _row(claim, MISSING, f"needs accuracy records of {r}, {c} and {t}", rule, "")
     acc = acc[acc["encoder"].isin([r, c, t])]
-    pairs, rankings = [], {}
+    pairs, rankings, single = [], {}, []
     for task, part in acc.groupby("task", sort=False):
         seeds = {e: part[part["encoder"] == e]["value"].tolist() for e in (t, c, r)}
-        if not all(seeds.values()):
+        if min(map(len, seeds.values())) < 2:  # one seed gives no interval: such a task cannot enter the verdict
+            single.append(task)
             continue
         pairs += [(f"{t} - {c}", seeds[t], seeds[c]), (f"{c} - {r}", seeds[c], seeds[r])]
         rankings[task] = " > ".join(part.groupby("encoder")["value"].mean().sort_values(ascending=False).index)
@@ -439,7 +440,9 @@ def task_order(acc: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
             f"{e} {int(p):,}" for e, p in params["params"].items()
         )
     row = _row(claim, holm_verdict(tests), evidence, rule, conditions, one_line(short, 200))
-    return only_converged(row, acc, "task")
+    if single:
+        row["conditions"] += f"; not judged, fewer than two seeds per encoder: {', '.join(single)}"
+    return only_converged(row, acc[acc["task"].isin(list(rankings))], "task")
 
 
 def split_by(table: pd.DataFrame, column: str) -> list[tuple]:
