@@ -812,3 +812,12 @@ def test_listops_is_judged_against_the_paper_within_its_tolerance():
 
     assert reproductions.listops(rows(0.38))["verdict"] == "reproduced"
     assert reproductions.listops(rows(0.45))["verdict"] == "not reproduced"
+
+
+def test_a_labelled_variant_sized_to_the_budget_stands_for_its_family_a_fixed_size_preset_does_not():
+    def who(model):
+        return frames._who({"config": {"model": model}, "encoder": model.get("label") or model["name"], "family": None})
+
+    assert who({"name": "cnn", "label": "cnn_wide", "param_budget": 100000})["preset"] is False
+    assert who({"name": "transformer", "label": "transformer_base", "d_model": 512, "param_budget": None})["preset"]
+    assert who({"name": "cnn", "param_budget": 100000})["preset"] is False

@@ -20,12 +20,15 @@ def _model(record) -> dict:
 def _who(record) -> dict:
     """The encoder of a record: its label; its architecture ``family`` as declared by the encoder (read from
     this checkout's ``models/`` for records written before they carried it); and whether it is a ``preset``, a
-    fixed-size configuration with a label of its own (transformer_base), rather than sized to the budget."""
+    fixed-size configuration with a label of its own (transformer_base), rather than sized to the budget. A
+    labelled variant that is sized to the budget (cnn_wide: the CNN with a longer receptive field) is no
+    preset: it stands for its family in the claims beside the default encoder."""
     model = record["config"].get("model") or {} if isinstance(record["config"], dict) else {}
     family = record.get("family")
     if not isinstance(family, str):
         family = roles.family_of(model.get("name") or record["encoder"])
-    return {"encoder": record["encoder"], "family": family, "preset": bool(model.get("label"))}
+    sized = model.get("param_budget") is not None and model.get("d_model") is None
+    return {"encoder": record["encoder"], "family": family, "preset": bool(model.get("label")) and not sized}
 
 
 def encoder_order(names) -> list[str]:
