@@ -421,7 +421,9 @@ def runs(records: pd.DataFrame) -> pd.DataFrame:
     for suite in TRAINED:
         for _, r in _ok(records, suite).iterrows():
             info = r["info"]
-            train = (r["config"].get("train") or {}) if isinstance(r["config"], dict) else {}
+            config = r["config"] if isinstance(r["config"], dict) else {}
+            task_train = (((config.get("tasks") or {}).get(r["task"]) or {}).get("train")) or {}
+            train = {**(config.get("train") or {}), **task_train}  # a task's own settings over the suite's
             rows.append(
                 {
                     "suite": suite,
