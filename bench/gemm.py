@@ -201,7 +201,7 @@ def choose_routes(
         rate = {path: 2 * m * k * n / sorted(t)[len(t) // 2] / 1e9 for path, t in times.items()}
         fastest = max(rate, key=rate.get)
         chosen = fastest if rate[fastest] > (1 + margin) * rate["linear"] else "linear"
-        out[f"{k}x{n}"] = {"path": chosen, "gflops": {p: round(r, 1) for p, r in rate.items()}}
+        out[f"{k}x{n}"] = {"path": chosen, "gflops": {p: float(f"{r:.3g}") for p, r in rate.items()}}
     return out
 
 

@@ -189,7 +189,7 @@ def routes(records: pd.DataFrame) -> pd.DataFrame:
                     "T": int(info["T"]),
                     "shape": shape,
                     "path": choice["path"],
-                    "gain": rates[choice["path"]] / rates["linear"],
+                    "gain": rates[choice["path"]] / rates["linear"] if rates.get("linear") else float("nan"),
                     "device": r["env"].get("device_name"),
                 }
             )
