@@ -86,6 +86,10 @@ def test_no_encoder_runs_faster_than_the_peak(compose, peak, name):
     m = measure_config(build, "cpu", "fp32", B, T, False, False, torch.get_num_threads(), 0.3, routes=routes)
     timing = Timing(m["infer_times"])
     mfu = m["flops"] / timing.median / peak["flops"]
+    if mfu > 1:  # the module's peak may have been timed while a neighbour on this VM slowed it: the peak is the
+        again = gemm_peak(CPU, "fp32", min_run_time=0.1)  # best rate the machine reaches, so time it again now
+        peak = max(peak, again, key=lambda p: p["flops"])
+        mfu = m["flops"] / timing.median / peak["flops"]
     noise = timing.iqr / timing.median + peak["noise"]
     assert 0 < mfu <= 1 + noise, f"{name}: utilisation {mfu:.2f} against {peak['path']} {peak['flops'] / 1e9:.0f}"
     assert forward_flops(models.build_encoder(**build), T, CPU) * B == m["flops"]
