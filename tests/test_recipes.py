@@ -97,3 +97,12 @@ def test_the_tune_sweep_gives_every_family_the_same_grid(compose):
     params = cfg.hydra.sweeper.params
     assert params["train.lr"] == "5.0e-4,1.0e-3,2.0e-3,4.0e-3" and "model" in params
     assert cfg.recipes == {} and cfg.tune.grid
+
+
+def test_the_report_keeps_grid_trials_out_of_the_measurements_and_shows_the_grid(tmp_path):
+    from bench.report import build_report, frames
+
+    records = _sweep(tmp_path, VALIDATION, VALIDATION)
+    assert frames.accuracy(records).empty and frames.distance(records).empty  # trials are not measurements
+    text = build_report(tmp_path)["md"].read_text()
+    assert "## Equal tuning: the grid" in text and "| accuracy | lstm |" in text

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bench.convergence import CONVERGED, Rule
+from bench.errors import UserError
 from bench.records import load_records
 from bench.report import answer, figures, frames, reproductions
 from bench.report import claims as claims_mod
@@ -624,6 +625,31 @@ def _tuning_section(records: pd.DataFrame) -> Section | None:
     return s
 
 
+def _recipes_section(records: pd.DataFrame) -> Section | None:
+    """The equal-tuning grid (experiment=tune) where its trials are among the records: every trial's validation
+    score per encoder and suite, the chosen one marked, test beside it (never used for the choice)."""
+    from bench import recipes
+
+    runs = recipes.trials(records)
+    if runs.empty:
+        return None
+    s = Section("Equal tuning: the grid")
+    try:
+        table = recipes.choose(runs)
+    except UserError as err:
+        s.text(str(err))
+        return s
+    s.text(
+        f"Every family was trained at each point of one grid ({runs['grid'].iloc[0]}). A point's score is each "
+        "task's validation metric relative to the best point's on that task, averaged over tasks and seeds; the "
+        "chosen point (per encoder and suite) has the best score. Test metrics are shown beside it and never "
+        "entered the choice. `python -m bench.recipes DIR --write conf/recipe/tuned.yaml` writes the choice; "
+        "`recipe=tuned` runs with it."
+    )
+    s.table(table.round(4), "every trial; chosen: the family's recipe for that suite")
+    return s
+
+
 def _answer_section(records, speed, acc, order, fig_dir, suites, run_dir) -> Section:
     """The first screen: the state of the evidence, then which encoder to pick per device and task."""
     s = Section("Which encoder?")
@@ -764,9 +790,9 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
         sections.append(_training_section(runs, learning, order, fig_dir))
     if not pre.empty:
         sections.append(_pretrain_section(pre, curves, order, fig_dir))
-    tuning = _tuning_section(records)
-    if tuning is not None:
-        sections.append(tuning)
+    for extra in (_tuning_section(records), _recipes_section(records)):
+        if extra is not None:
+            sections.append(extra)
     fails = Section("Failed runs")
     if failed.empty:
         fails.text("None.")

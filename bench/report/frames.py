@@ -46,8 +46,15 @@ def _metrics(record) -> dict:
     return {(m.get("setting"), m["metric"]): m["value"] for m in record["metrics"]}
 
 
+def tuning_run(config) -> bool:
+    """Whether a record is a trial of an ``experiment=tune`` grid: the report shows those in its tuning section
+    (bench.recipes), never among the measurements they tuned."""
+    return bool(((config if isinstance(config, dict) else {}).get("tune") or {}).get("grid"))
+
+
 def _ok(records: pd.DataFrame, suite: str) -> pd.DataFrame:
-    return records[(records["suite"] == suite) & (records["status"] == "ok")]
+    keep = (records["suite"] == suite) & (records["status"] == "ok") & ~records["config"].map(tuning_run)
+    return records[keep]
 
 
 def budget(record) -> int | None:
