@@ -60,7 +60,8 @@ def trials(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def choose(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per encoder and suite: every trial's validation score and whether it was chosen. Raises UserError when
+    """Per encoder and suite: every trial's validation score (and, for show, the same score from test) and whether
+    it was chosen. Raises UserError when
     the families did not get the same trials (equal tuning effort is the point)."""
     if runs.empty:
         raise UserError("no tuning records here: run `python -m bench experiment=tune hydra.run.dir=DIR` first.")
@@ -76,12 +77,16 @@ def choose(runs: pd.DataFrame) -> pd.DataFrame:
     high = mean / mean.groupby(by_task).transform("max").where(lambda v: v > 0)
     low = mean.groupby(by_task).transform("min") / mean.where(mean > 0)
     scored["score"] = low.where(lower, high).fillna(0.0)  # 1 for the task's best trial, less for the others
+    # the same score from test, shown beside the choice and never used for it
+    tmean = scored.groupby(["suite", "encoder", "task", *KNOBS])["test"].transform("mean")
+    thigh = tmean / tmean.groupby(by_task).transform("max").where(lambda v: v > 0)
+    tlow = tmean.groupby(by_task).transform("min") / tmean.where(tmean > 0)
+    scored["test_score"] = tlow.where(lower, thigh)
     table = (
         scored.groupby(["suite", "encoder", *KNOBS])
         .agg(
             score=("score", "mean"),
-            validation=("validation", "mean"),
-            test=("test", "mean"),
+            test_score=("test_score", "mean"),
             converged=("convergence", lambda s: f"{int((s == 'converged').sum())}/{len(s)}"),
             runs=("task", "size"),
         )

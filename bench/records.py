@@ -103,9 +103,13 @@ def load_records(root: Path):
         frame.attrs["duplicates"] = 0
         return frame
     machine = frame["env"].map(lambda env: (env or {}).get("device_name") if isinstance(env, dict) else None)
-    rank = frame.assign(_ok=frame["status"] == "ok", _machine=machine.fillna(""))
+    # a tuning trial (experiment=tune) written before its key told it apart is still not the measurement it tuned
+    trial = frame["config"].map(lambda c: bool(((c if isinstance(c, dict) else {}).get("tune") or {}).get("grid")))
+    rank = frame.assign(_ok=frame["status"] == "ok", _machine=machine.fillna(""), _trial=trial)
     rank = rank.sort_values(["_ok", "ended", "path"], kind="stable")
-    unique = rank.drop_duplicates(["key", "_machine"], keep="last").drop(columns=["_ok", "_machine"])
+    unique = rank.drop_duplicates(["key", "_machine", "_trial"], keep="last").drop(
+        columns=["_ok", "_machine", "_trial"]
+    )
     unique = unique.sort_values("path").reset_index(drop=True)
     unique.attrs["duplicates"] = len(frame) - len(unique)
     return unique

@@ -61,6 +61,8 @@ def unit_key(cfg: DictConfig, suite, unit: Unit, machine: str | None = None) -> 
         "device": cfg.device,
         "threads": cfg.threads,
     }
+    if cfg.get("tune") and cfg.tune.get("grid"):  # a tuning trial is not the measurement it tunes, even at its settings
+        relevant["tune"] = cfg.tune.grid
     if hasattr(suite, "key_inputs"):  # what else the suite's units depend on
         relevant["inputs"] = suite.key_inputs(cfg)
     digest = hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]

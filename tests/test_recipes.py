@@ -27,7 +27,7 @@ def _record(encoder, suite, task, lr, validation, test, metric="accuracy", seed=
             {"setting": "validation", "metric": metric, "value": validation},
             {"setting": "test", "metric": metric, "value": test},
         ]
-        info = {"selection_metric": metric, "convergence": "converged"}
+        info = {"selection_metric": metric, "convergence": "converged", "type": "classification"}
     return Record(
         key=f"{suite}-{encoder}-{task}-{lr}-{seed}",
         suite=suite,
@@ -106,3 +106,25 @@ def test_the_report_keeps_grid_trials_out_of_the_measurements_and_shows_the_grid
     assert frames.accuracy(records).empty and frames.distance(records).empty  # trials are not measurements
     text = build_report(tmp_path)["md"].read_text()
     assert "## Equal tuning: the grid" in text and "| accuracy | lstm |" in text
+
+
+def test_a_trial_at_the_measurements_settings_does_not_replace_the_measurement(tmp_path):
+    from bench.report import frames
+
+    trial = _record("lstm", "accuracy", "sent", 2e-3, 0.8, 0.8)
+    measurement = _record("lstm", "accuracy", "sent", 2e-3, 0.9, 0.9)
+    measurement.config = {k: v for k, v in measurement.config.items() if k != "tune"}  # same key, no grid
+    write_record(tmp_path / "measured", measurement)
+    write_record(tmp_path / "tuning", trial)
+    records = load_records(tmp_path)
+    assert len(records) == 2 and frames.accuracy(records)["value"].tolist() == [0.9]
+
+
+def test_a_tuning_trial_has_a_key_of_its_own(compose):
+    from bench.runner import unit_key
+    from bench.suite import Unit, load_suite
+
+    suite, unit = load_suite("accuracy"), Unit("tagging", seed=0)
+    plain = unit_key(compose("suite=accuracy", "model=lstm", "train.lr=2e-3"), suite, unit)
+    trial = unit_key(compose("suite=accuracy", "model=lstm", "experiment=tune", "train.lr=2e-3"), suite, unit)
+    assert plain != trial
