@@ -18,6 +18,7 @@ RANGES = {
     "cross_entropy": (0, None),
     "effective_distance": (0, None),
 }
+LOWER_IS_BETTER = ("mse", "loss", "cross_entropy")  # every other metric is better higher
 
 
 def accuracy(gold: list, pred: list) -> float:

@@ -22,10 +22,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import UserError
-from bench.records import load_records
+from bench.metrics import LOWER_IS_BETTER
+from bench.records import load_records, tuning_trial
 
 KNOBS = ("lr", "warmup")  # the train settings a recipe sets
-LOWER_IS_BETTER = ("mse", "loss", "cross_entropy")
 
 
 def trials(records: pd.DataFrame) -> pd.DataFrame:
@@ -34,7 +34,7 @@ def trials(records: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in records[records["status"] == "ok"].iterrows():
         config = r["config"] if isinstance(r["config"], dict) else {}
-        if not (config.get("tune") or {}).get("grid"):
+        if not tuning_trial(config):
             continue
         info = r["info"]
         metric = info.get("selection_metric") or info.get("metric")
@@ -71,17 +71,8 @@ def choose(runs: pd.DataFrame) -> pd.DataFrame:
             detail = ", ".join(f"{e} {n}" for (_, e), n in counts.items())
             raise UserError(f"the {suite} trials are not equal across families ({detail}); rerun the tune sweep.")
     scored = runs.copy()
-    mean = scored.groupby(["suite", "encoder", "task", *KNOBS])["validation"].transform("mean")
-    by_task = [scored["suite"], scored["encoder"], scored["task"]]
-    lower = scored["metric"].isin(LOWER_IS_BETTER)
-    high = mean / mean.groupby(by_task).transform("max").where(lambda v: v > 0)
-    low = mean.groupby(by_task).transform("min") / mean.where(mean > 0)
-    scored["score"] = low.where(lower, high).fillna(0.0)  # 1 for the task's best trial, less for the others
-    # the same score from test, shown beside the choice and never used for it
-    tmean = scored.groupby(["suite", "encoder", "task", *KNOBS])["test"].transform("mean")
-    thigh = tmean / tmean.groupby(by_task).transform("max").where(lambda v: v > 0)
-    tlow = tmean.groupby(by_task).transform("min") / tmean.where(tmean > 0)
-    scored["test_score"] = tlow.where(lower, thigh)
+    scored["score"] = _relative(scored, "validation").fillna(0.0)  # 1 for the task's best trial, less for the others
+    scored["test_score"] = _relative(scored, "test")  # the same from test: shown beside the choice, never used for it
     table = (
         scored.groupby(["suite", "encoder", *KNOBS])
         .agg(
@@ -97,6 +88,16 @@ def choose(runs: pd.DataFrame) -> pd.DataFrame:
     for _, part in table[table["score"] == top].groupby(["suite", "encoder"]):
         table.loc[part.sort_values(list(KNOBS)).index[0], "chosen"] = True  # a tie: the smallest rate
     return table
+
+
+def _relative(runs: pd.DataFrame, column: str) -> pd.Series:
+    """Each run's trial mean of ``column`` relative to the best trial's on its task (best / it for a lower-is-better
+    metric), so that every task counts alike whatever its metric."""
+    mean = runs.groupby(["suite", "encoder", "task", *KNOBS])[column].transform("mean")
+    by_task = [runs["suite"], runs["encoder"], runs["task"]]
+    high = mean / mean.groupby(by_task).transform("max").where(lambda v: v > 0)
+    low = mean.groupby(by_task).transform("min") / mean.where(mean > 0)
+    return low.where(runs["metric"].isin(LOWER_IS_BETTER), high)
 
 
 def recipe_yaml(table: pd.DataFrame, source: str) -> str:

@@ -87,6 +87,12 @@ def iter_records(root: Path):
             yield data
 
 
+def tuning_trial(config) -> bool:
+    """Whether a record's config is a trial of an ``experiment=tune`` grid (bench.recipes): not a measurement, even
+    at a measurement's settings."""
+    return bool(((config if isinstance(config, dict) else {}).get("tune") or {}).get("grid"))
+
+
 def load_records(root: Path):
     """All records under ``root`` as a DataFrame, one row per measurement; corrupt files are skipped.
 
@@ -104,8 +110,9 @@ def load_records(root: Path):
         return frame
     machine = frame["env"].map(lambda env: (env or {}).get("device_name") if isinstance(env, dict) else None)
     # a tuning trial (experiment=tune) written before its key told it apart is still not the measurement it tuned
-    trial = frame["config"].map(lambda c: bool(((c if isinstance(c, dict) else {}).get("tune") or {}).get("grid")))
-    rank = frame.assign(_ok=frame["status"] == "ok", _machine=machine.fillna(""), _trial=trial)
+    rank = frame.assign(
+        _ok=frame["status"] == "ok", _machine=machine.fillna(""), _trial=frame["config"].map(tuning_trial)
+    )
     rank = rank.sort_values(["_ok", "ended", "path"], kind="stable")
     unique = rank.drop_duplicates(["key", "_machine", "_trial"], keep="last").drop(
         columns=["_ok", "_machine", "_trial"]

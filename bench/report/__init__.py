@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench.convergence import CONVERGED, Rule
 from bench.errors import UserError
+from bench.metrics import LOWER_IS_BETTER
 from bench.records import load_records
 from bench.report import answer, figures, frames, reproductions
 from bench.report import claims as claims_mod
@@ -423,7 +424,7 @@ def _time_to_target(curves: pd.DataFrame, order) -> pd.DataFrame:
     metric first reached TARGET of the best encoder's (mean over seeds of its best; for MSE, the best / TARGET)."""
     rows = []
     for (suite, task), part in curves.groupby(["suite", "task"], sort=False):
-        lower = part["metric"].iloc[0] in ("mse", "loss", "cross_entropy")
+        lower = part["metric"].iloc[0] in LOWER_IS_BETTER
         best = part.groupby(["encoder", "seed"])["value"].agg("min" if lower else "max").groupby("encoder").mean()
         target = best.min() / TARGET if lower else best.max() * TARGET
         for encoder in [e for e in order if e in best.index]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench import roles
-from bench.records import compiled
+from bench.records import compiled, tuning_trial
 
 
 def name_of(label: str) -> str:
@@ -46,14 +46,9 @@ def _metrics(record) -> dict:
     return {(m.get("setting"), m["metric"]): m["value"] for m in record["metrics"]}
 
 
-def tuning_run(config) -> bool:
-    """Whether a record is a trial of an ``experiment=tune`` grid: the report shows those in its tuning section
-    (bench.recipes), never among the measurements they tuned."""
-    return bool(((config if isinstance(config, dict) else {}).get("tune") or {}).get("grid"))
-
-
 def _ok(records: pd.DataFrame, suite: str) -> pd.DataFrame:
-    keep = (records["suite"] == suite) & (records["status"] == "ok") & ~records["config"].map(tuning_run)
+    """The suite's finished measurements; trials of a tuning grid are shown in their own section (bench.recipes)."""
+    keep = (records["suite"] == suite) & (records["status"] == "ok") & ~records["config"].map(tuning_trial)
     return records[keep]
 
 
