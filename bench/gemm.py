@@ -15,6 +15,7 @@ ranking a statement about which library torch dispatches a linear layer to, so t
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -152,16 +153,23 @@ def linear_shapes(module: nn.Module) -> list[tuple[int, int]]:
     return sorted({(m.in_features, m.out_features) for m in module.modules() if isinstance(m, nn.Linear)})
 
 
-def _route_call(path: str, weight: torch.Tensor, bias: torch.Tensor | None, dtype: str, rows: int) -> Callable:
+POST_OPS = {"none": ("none", ""), "gelu": ("gelu", "none"), "gelu_tanh": ("gelu", "tanh")}  # oneDNN post-op, algorithm
+
+
+def _route_call(
+    path: str, weight: torch.Tensor, bias: torch.Tensor | None, dtype: str, rows: int, post: str = "none"
+) -> Callable:
     """``fn(x)`` computing ``F.linear(x, weight, bias)`` through ``path`` as inference under ``dtype`` would: in
-    bf16 or fp16 with low-precision weights packed once instead of cast at every call as autocast does."""
+    bf16 or fp16 with low-precision weights packed once instead of cast at every call as autocast does. ``post``
+    (oneDNN only): the activation that follows, applied by the same kernel (``POST_OPS``)."""
     if path == "linear":
         return lambda x: F.linear(x, weight, bias)
     low = DTYPES[dtype]
     w, b = weight.detach().to(low), None if bias is None else bias.detach().to(low)
     if path == "onednn_packed":
         packed = torch.ops.mkldnn._reorder_linear_weight(w, rows)
-        return lambda x: torch.ops.mkldnn._linear_pointwise(x.to(low), packed, b, "none", [], "")
+        op, algorithm = POST_OPS[post]
+        return lambda x: torch.ops.mkldnn._linear_pointwise(x.to(low), packed, b, op, [], algorithm)
     if path == "mkl_packed" and low == torch.float32:
         packed = torch.ops.mkl._mkl_reorder_linear_weight(w, rows)
         return lambda x: torch.ops.mkl._mkl_linear(x, packed, w, b, rows)
@@ -205,34 +213,62 @@ def choose_routes(
     return out
 
 
+def _routed_now(x: torch.Tensor, dtype: str) -> bool:
+    """Whether a routed layer takes its route for this call: inference (no autograd) under the autocast state it
+    was routed for."""
+    return not torch.is_grad_enabled() and torch.is_autocast_enabled(x.device.type) == (dtype in ("bf16", "fp16"))
+
+
 class RoutedLinear(nn.Linear):
     """An nn.Linear whose inference (no autograd, and the autocast state it was routed for) goes through the chosen
-    path; training, state dict and attributes are those of nn.Linear. The packed weight is rebuilt when the weight
-    changes."""
+    path, with the activation that follows it where that path can apply it (``post``); training, state dict and
+    attributes are those of nn.Linear. The packed weight is rebuilt when the weight or the route changes."""
 
     route: tuple[str, str, int]  # (path, dtype, rows)
+    post: str = "none"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         path, dtype, rows = self.route
-        low = dtype in ("bf16", "fp16")
-        if torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type) != low:
+        if not _routed_now(x, dtype):
             return super().forward(x)
         packed = self.__dict__.get("_packed")
-        if packed is None or packed[0] != self.weight._version:
+        if packed is None or packed[0] != (self.weight._version, self.route, self.post):  # weight or route changed
             packed = self.__dict__["_packed"] = (
-                self.weight._version,
-                _route_call(path, self.weight, self.bias, dtype, rows),
+                (self.weight._version, self.route, self.post),
+                _route_call(path, self.weight, self.bias, dtype, rows, self.post),
             )
         return packed[1](x)
 
 
+class FusedGELU(nn.GELU):
+    """A GELU whose work the routed linear layer before it does (its ``post``): the identity where that layer takes
+    its route, a GELU wherever it does not (training)."""
+
+    dtype: str
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if _routed_now(x, self.dtype) else super().forward(x)
+
+
 def route_linears(module: nn.Module, routes: dict[str, dict], dtype: str, rows: int) -> int:
     """Send each linear layer of ``module`` whose shape ``routes`` sends elsewhere than "linear" through that path
-    (for inference); return how many were routed."""
+    (for inference), and a layer routed before whose shape now stays on "linear" back to nn.Linear; where a layer
+    on oneDNN's path is followed by a GELU in an nn.Sequential, oneDNN applies the GELU in the same kernel (a
+    post-op: one pass over the layer's output fewer). Return how many layers were routed."""
     count = 0
     for m in module.modules():
-        choice = routes.get(f"{m.in_features}x{m.out_features}") if type(m) is nn.Linear else None
+        if type(m) is FusedGELU:
+            m.__class__ = nn.GELU
+        choice = routes.get(f"{m.in_features}x{m.out_features}") if type(m) in (nn.Linear, RoutedLinear) else None
         if choice and choice["path"] != "linear":
-            m.__class__, m.route = RoutedLinear, (choice["path"], dtype, rows)
+            m.__class__, m.route, m.post = RoutedLinear, (choice["path"], dtype, rows), "none"
             count += 1
+        elif choice and type(m) is RoutedLinear:
+            m.__class__ = nn.Linear
+            m.__dict__.pop("_packed", None)
+    for seq in (m for m in module.modules() if isinstance(m, nn.Sequential)):
+        for first, then in itertools.pairwise(seq):
+            if type(first) is RoutedLinear and first.route[0] == "onednn_packed" and type(then) is nn.GELU:
+                first.post = "gelu" if then.approximate == "none" else "gelu_tanh"
+                then.__class__, then.dtype = FusedGELU, dtype
     return count

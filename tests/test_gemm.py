@@ -8,7 +8,7 @@ import torch
 import models
 from bench import gemm
 from bench.env import supports_bf16
-from bench.gemm import choose_routes, gemm_peak, linear_shapes, route_linears, theoretical_peak
+from bench.gemm import FusedGELU, choose_routes, gemm_peak, linear_shapes, route_linears, theoretical_peak
 from bench.schema import model_kwargs
 from bench.timing import Timing, autocast, forward_flops, measure_config
 
@@ -54,16 +54,33 @@ def test_a_routed_encoder_computes_what_it_did(dtype):
     with torch.no_grad(), autocast(CPU, dtype):
         expected, got = enc(x, mask), routed(x, mask)
     assert torch.allclose(got.float(), expected.float(), atol=1e-5 if dtype == "fp32" else 2e-2)
-    routed.train()
-    routed(x, mask).sum().backward()  # training takes nn.Linear's own path, with gradients
+    ff = routed.blocks[0].ff  # the GELU after the first FFN layer runs inside its oneDNN kernel
+    assert ff[0].post == "gelu" and type(ff[1]) is FusedGELU
+    routed.train(), enc.train()
+    with autocast(CPU, dtype):  # training takes nn.Linear's own path and the GELU its own: the same as before
+        torch.manual_seed(1)
+        trained = routed(x, mask)
+        torch.manual_seed(1)
+        assert torch.allclose(trained.float(), enc(x, mask).float(), atol=1e-5 if dtype == "fp32" else 2e-2)
+    routed(x, mask).sum().backward()  # with gradients
     assert all(p.grad is not None for p in routed.parameters() if p.requires_grad)
     with torch.no_grad():
         routed.blocks[0].ff[0].weight.add_(1.0)  # a changed weight is packed again
         enc.blocks[0].ff[0].weight.add_(1.0)
         with autocast(CPU, dtype):
             assert torch.allclose(
-                routed.eval()(x, mask).float(), enc(x, mask).float(), atol=1e-4 if dtype == "fp32" else 5e-2
+                routed.eval()(x, mask).float(), enc.eval()(x, mask).float(), atol=1e-4 if dtype == "fp32" else 5e-2
             )
+
+
+def test_a_layer_routed_back_to_torch_gives_up_its_fused_gelu():
+    enc = models.build_encoder(name="transformer", d_model=24, n_layers=1, n_heads=2).eval()
+    shapes = linear_shapes(enc)
+    route_linears(enc, {f"{k}x{n}": {"path": "onednn_packed"} for k, n in shapes}, "fp32", rows=33)
+    route_linears(enc, {f"{k}x{n}": {"path": "linear"} for k, n in shapes}, "fp32", rows=33)
+    assert type(enc.blocks[0].ff[0]) is torch.nn.Linear and type(enc.blocks[0].ff[1]) is torch.nn.GELU
+    route_linears(enc, {f"{k}x{n}": {"path": "mkl_packed"} for k, n in shapes}, "fp32", rows=33)
+    assert type(enc.blocks[0].ff[1]) is torch.nn.GELU  # MKL's kernel has no post-ops: the GELU stays its own pass
 
 
 def test_a_route_is_chosen_only_where_it_beats_torch():
