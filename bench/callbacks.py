@@ -42,7 +42,7 @@ class Lifecycle(Callback):
         _finish_or_abort(Path(config.hydra.sweep.dir), config, self.started)
 
 
-def _swept_values(config: DictConfig, key: str) -> list[str] | None:
+def swept_values(config: DictConfig, key: str) -> list[str] | None:
     """The values a multirun sweeps ``key`` over (command line first, then the sweeper's params); None
     where it is not swept."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -119,8 +119,8 @@ def _refuse_seed_sweep_over_several_seeds(config: DictConfig) -> None:
     overlapping seeds again and again (seed=0,1,2 with n_seeds=3 runs 0-2, 1-3 and 2-4)."""
     from bench.errors import Abort
 
-    seeds = _swept_values(config, "seed")
-    if seeds and (config.n_seeds > 1 or _swept_values(config, "n_seeds")):
+    seeds = swept_values(config, "seed")
+    if seeds and (config.n_seeds > 1 or swept_values(config, "n_seeds")):
         raise Abort(
             f"seed={','.join(seeds)} sweeps seeds while n_seeds={config.n_seeds} already runs {config.n_seeds} "
             f"consecutive seeds from each; add n_seeds=1 to run exactly these seeds, or drop the seed sweep "

@@ -54,7 +54,7 @@ def unit_key(cfg: DictConfig, suite, unit: Unit, machine: str | None = None) -> 
     relevant = {
         "machine": machine,
         "suite": cfg.suite,
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model": None if unit.shared else OmegaConf.to_container(cfg.model, resolve=True),
         "sections": {s: OmegaConf.to_container(cfg[s], resolve=True) for s in suite.SECTIONS},
         "task": OmegaConf.to_container(cfg.tasks[unit.task], resolve=True) if unit.task in cfg.tasks else None,
         "unit": {"task": unit.task, "seed": unit.seed, **unit.params},
@@ -65,8 +65,11 @@ def unit_key(cfg: DictConfig, suite, unit: Unit, machine: str | None = None) -> 
         relevant["tune"] = cfg.tune.grid
     if hasattr(suite, "key_inputs"):  # what else the suite's units depend on
         relevant["inputs"] = suite.key_inputs(cfg)
+    if unit.inputs:
+        relevant["unit_inputs"] = unit.inputs
     digest = hashlib.sha1(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    slug = "-".join([cfg.suite, encoder_label(cfg), unit.task] + [f"{v}" for v in unit.params.values()])
+    who = "sweep" if unit.shared else encoder_label(cfg)
+    slug = "-".join([cfg.suite, who, unit.task] + [f"{v}" for v in unit.params.values()])
     if unit.seed is not None:
         slug += f"-s{unit.seed}"
     return f"{slug}-{digest}".replace("/", "_").replace(" ", "")

@@ -52,7 +52,16 @@ class SpeedConfig:
     linear_path: str = field(
         default="auto", metadata=_range(choices=["auto", "torch"])
     )  # auto: each linear layer through the GEMM path measured fastest at its shape (CPU inference); torch: torch's own
+    runtime: list[str] = field(
+        default_factory=lambda: ["eager", "compile", "onnxruntime"],
+        metadata=_range(choices=["eager", "compile", "onnxruntime"], nonempty=True),
+    )  # inference under each, fp32, CPU (suite=speed_detail; bench.runtimes); onnxruntime needs the deploy extra
     vocab_size: int = field(default=8000, metadata=_range(2))
+    compare: list[str] | None = None  # encoders timed side by side in one process; null: the sweep's, [] for none
+    compare_seq_lens: list[int] | None = field(
+        default=None, metadata=_range(1, nonempty=True)
+    )  # where they are: null: the shortest, middle and longest of seq_lens
+    rounds: int = field(default=7, metadata=_range(2))  # rounds of the side-by-side timing: its intervals are over them
 
 
 @dataclass
@@ -272,13 +281,15 @@ def _config_groups() -> str:
     return "\n".join(lines)
 
 
+MODEL_FILES = Path(__file__).resolve().parent.parent / "conf" / "model"
+
+
 def default_encoders(*leave_out: str) -> str:
     """The encoders the default sweep runs, comma-separated: every ``models/<name>.py`` with a
     ``conf/model/<name>.yaml`` (so a new encoder's two files put it in ``make bench``), less ``leave_out``;
     fixed-size presets such as transformer_base are options of the speed comparisons, not encoders of their own.
     In a config: ``${fxbench_encoders:}``, ``${fxbench_encoders:transformer}``."""
-    conf = Path(__file__).resolve().parent.parent / "conf" / "model"
-    names = [n for n in models.available() if (conf / f"{n}.yaml").exists() and n not in leave_out]
+    names = [n for n in models.available() if (MODEL_FILES / f"{n}.yaml").exists() and n not in leave_out]
     return ",".join(roles.ordered(names))  # the published comparison's three first
 
 
@@ -424,6 +435,10 @@ def validate(cfg: DictConfig) -> None:
         unknown = set(train) - {f.name for f in dataclasses.fields(TrainConfig)}
         if unknown:
             raise UserError(f"tasks.{name}.train.{min(unknown)} is not a train setting; see `train:` in --cfg job.")
+    options = {p.stem for p in MODEL_FILES.glob("*.yaml")}
+    for name in cfg.speed.compare or []:
+        if name not in options:
+            raise UserError(f"speed.compare: {name} is not a model option; choose from {', '.join(sorted(options))}.")
     kwargs = model_kwargs(cfg.model)
     try:
         with __import__("torch").device("meta"):

@@ -6,19 +6,22 @@ once per process), beside the cores' theoretical peak; throughput at batch
 ``speed.batch_size`` for each dtype and sequence length (inference and one
 training step, FLOPs, peak memory from a fresh process on the CPU), and again
 at each batch size of the grid ``speed.batch_sizes``; latency at batch 1; and
-last the scaling exponents, fitted on this job's records at ``speed.batch_size``.
+the scaling exponents, fitted on this job's records at ``speed.batch_size``. And once for the whole sweep (the
+first of its speed jobs to get there measures it, the others find it done): its encoders timed side by side in one
+process, call by call over ``speed.rounds`` rounds, the source of the speed claims' ratios.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 
 from omegaconf import DictConfig
 
 from bench import speedplan
 from bench.gemm import theoretical_peak
 from bench.suite import Context, Unit
-from bench.timing import Timing, measure_config
+from bench.timing import Timing, in_fresh_process, interleaved_config, measure_config
 
 SECTIONS = ("speed",)
 
@@ -43,6 +46,13 @@ def units(cfg: DictConfig) -> list[Unit]:
     out += [Unit("latency", params={"dtype": d, "T": T, "B": 1}) for d in chosen for T in cfg.speed.latency_seq_lens]
     if len(speedplan.seq_lens(cfg, device)) >= 2:
         out += [Unit("scaling", params={"dtype": d}, always=True) for d in chosen]
+    names = speedplan.compared(cfg)
+    if "fp32" in chosen and len(names) >= 2 and (cfg.model.get("label") or cfg.model.name) in names:
+        lens = speedplan.compare_seq_lens(cfg, device)
+        shapes = [[T, speedplan.batch_for(cfg, T, device)] for T in lens]
+        builds = {name: speedplan.model_build(cfg, name) for name in names}
+        params = {"dtype": "fp32", "encoders": ",".join(names), "T": ",".join(map(str, lens))}
+        out.append(Unit("interleaved", params=params, shared=True, inputs={"builds": builds, "shapes": shapes}))
     return out
 
 
@@ -61,6 +71,8 @@ def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
         return rows, {"dtype": p["dtype"], **peak, "theoretical": theory}
     if kind == "scaling":
         return _scaling(ctx, p["dtype"])
+    if kind == "interleaved":
+        return _interleaved(ctx, unit)
     T, B, dtype = p["T"], p["B"], p["dtype"]
     if kind == "latency":
         m = speedplan.measure(
@@ -108,6 +120,50 @@ def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
         "train_times_s": m.get("train_times"),
     }
     return [{"setting": T, "metric": k, "value": v} for k, v in rows.items()], info
+
+
+def _interleaved(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
+    """The encoders of the sweep timed side by side in one fresh process (``bench.timing.interleaved_config``),
+    inference and training step, each linear layer routed for inference as the encoder's own job routes it."""
+    dtype, builds, shapes = unit.params["dtype"], unit.inputs["builds"], [tuple(s) for s in unit.inputs["shapes"]]
+    routes = None
+    if ctx.cfg.speed.linear_path == "auto" and ctx.device.type == "cpu":
+        routes = {
+            name: {B * T: speedplan.linear_routes(ctx, build, dtype, B * T) for T, B in shapes}
+            for name, build in builds.items()
+        }
+    args = {
+        "builds": builds,
+        "device": ctx.device.type,
+        "dtype": dtype,
+        "shapes": shapes,
+        "threads": ctx.threads,
+        "rounds": ctx.cfg.speed.rounds,
+        "train": ctx.cfg.speed.train,
+        "routes": routes,
+        "min_round_time": ctx.cfg.speed.min_run_time / ctx.cfg.speed.rounds,  # as much timing as a job's own
+    }
+    m = in_fresh_process(interleaved_config, **args) if ctx.device.type == "cpu" else interleaved_config(**args)
+    batch = {T: B for T, B in shapes}
+    rows = [
+        {"setting": f"{name} T={T}", "metric": f"{mode}_tokens_per_s", "value": batch[T] * T / statistics.median(t)}
+        for mode, by_T in m["times"].items()
+        for T, by_name in by_T.items()
+        for name, t in by_name.items()
+    ]
+    info = {
+        "dtype": dtype,
+        "encoders": list(builds),
+        "B": {str(T): B for T, B in shapes},
+        "rounds": ctx.cfg.speed.rounds,
+        "threads": ctx.threads,
+        "params": m["params"],
+        "times_s": {mode: {str(T): v for T, v in by_T.items()} for mode, by_T in m["times"].items()},
+        "calls_per_round": {mode: {str(T): v for T, v in by_T.items()} for mode, by_T in m["calls"].items()},
+        "measured_by": ctx.encoder,
+        "distinct_by": ["encoders"],
+    }
+    return rows, info
 
 
 def fit_exponent(seq_lens: list[int], seconds: list[float]) -> float:
@@ -167,6 +223,12 @@ def headline(record: dict) -> str:
         )
         theory = f"; theoretical {m['theoretical_peak_flops'] / 1e9:.0f}" if "theoretical_peak_flops" in m else ""
         return f"GEMM peak {m['gemm_peak_flops'] / 1e9:.0f} GFLOP/s (by path: {paths}{theory})"
+    if record["task"] == "interleaved":
+        times = record["info"]["times_s"]["infer"]
+        longest = max(times, key=int)
+        fastest = sorted(times[longest], key=lambda name: statistics.median(times[longest][name]))
+        rounds = record["info"]["rounds"]
+        return f"side by side, {rounds} rounds; inference at T={longest}, fastest first: {' > '.join(fastest)}"
     if record["task"] == "latency":
         return f"p50 {m['p50_ms']:.2f} ms, p90 {m['p90_ms']:.2f} ms"
     if record["task"] == "scaling":

@@ -6,6 +6,7 @@ configuration (in a fresh process on the CPU). A library of ``suite=speed`` and 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -13,7 +14,7 @@ from omegaconf import DictConfig
 import models
 from bench.env import supports_bf16
 from bench.gemm import ROUTE_ROWS, choose_routes, gemm_peak, linear_shapes
-from bench.schema import model_kwargs
+from bench.schema import MODEL_FILES, model_kwargs
 from bench.suite import Context
 from bench.timing import can_measure_cpu_memory, in_fresh_process
 
@@ -51,6 +52,53 @@ def batch_for(cfg, seq_len: int, device: torch.device, batch: int | None = None)
     return max(1, min(batch, cap // seq_len)) if cap else batch
 
 
+def compare_seq_lens(cfg: DictConfig, device: torch.device) -> list[int]:
+    """Where the encoders are timed side by side: speed.compare_seq_lens, else the grid's shortest, middle and
+    longest."""
+    if cfg.speed.compare_seq_lens:
+        return list(cfg.speed.compare_seq_lens)
+    lens = sorted(seq_lens(cfg, device))
+    return sorted({lens[0], lens[len(lens) // 2], lens[-1]})
+
+
+def compared(cfg: DictConfig) -> list[str]:
+    """The encoders timed side by side: speed.compare, else the model options this job's sweep runs (read from
+    the sweep's multirun.yaml, which Hydra writes before the first job), else none."""
+    if cfg.speed.compare is not None:
+        return list(cfg.speed.compare)
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from bench.callbacks import swept_values
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return []
+    sweep = Path(HydraConfig.get().sweep.dir) / "multirun.yaml"
+    if not sweep.exists():
+        return []
+    return swept_values(OmegaConf.load(sweep), "model") or []
+
+
+def model_build(cfg: DictConfig, name: str) -> dict:
+    """The fixed-width build of model option ``name`` as a job of this sweep composes it: this job's own model
+    node for its own option, else conf/model/<name>.yaml at this job's parameter budget."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    own = cfg.model.get("label") or cfg.model.name
+    if name != own:
+        overrides = [f"model={name}", f"param_budget={cfg.param_budget}"]
+        if GlobalHydra.instance().is_initialized():  # inside the running app
+            node = compose("config", overrides=overrides).model
+        else:
+            with initialize_config_dir(config_dir=str(MODEL_FILES.parent), version_base="1.3"):
+                node = compose("config", overrides=overrides).model
+    else:
+        node = cfg.model
+    return models.fixed_width(**model_kwargs(node))
+
+
 _PEAKS: dict[tuple, dict] = {}
 
 
@@ -78,15 +126,16 @@ def linear_routes(ctx: Context, build: dict, dtype: str, rows: int) -> dict:
     return {f"{k}x{n}": _ROUTES[(str(ctx.device), dtype, ctx.threads, rows, (k, n))] for k, n in shapes}
 
 
-def measure(ctx: Context, fn, **kwargs) -> dict:
+def measure(ctx: Context, fn, route_under_compile: bool = False, **kwargs) -> dict:
     """``fn(build=..., device=..., threads=..., min_run_time=..., compile=..., routes=..., **kwargs)`` (e.g.
     ``bench.timing.measure_config``) in a fresh process on the CPU; in this process on CUDA, whose allocator
     peak is reset per configuration. With speed.linear_path=auto (and no torch.compile, which picks its own
-    kernels) the encoder's linear layers run through the GEMM path measured fastest at their shapes."""
+    kernels, unless ``route_under_compile``: ``fn`` compiles a copy of its own) the encoder's linear layers run
+    through the GEMM path measured fastest at their shapes."""
     speed = ctx.cfg.speed
     build = models.fixed_width(**model_kwargs(ctx.cfg.model))  # the child builds without solving
     routes = None
-    if speed.linear_path == "auto" and not speed.compile and ctx.device.type == "cpu":
+    if speed.linear_path == "auto" and (route_under_compile or not speed.compile) and ctx.device.type == "cpu":
         routes = linear_routes(ctx, build, kwargs["dtype"], kwargs["batch"] * kwargs["seq_len"])
     args = dict(
         build=build,

@@ -35,6 +35,10 @@ class Unit:
     seed: int | None = None
     params: dict = field(default_factory=dict, hash=False)  # what else identifies it, e.g. dtype, T
     always: bool = False  # derived from other records: recomputed on every run, never skipped
+    shared: bool = False  # of the whole sweep, not of the job's encoder: the first job to reach it measures it
+    inputs: dict = field(
+        default_factory=dict, hash=False
+    )  # what else its result depends on (in its key, not its label)
 
     @property
     def label(self) -> str:

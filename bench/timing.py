@@ -7,6 +7,7 @@ before it. The thread count is whatever the caller set with torch.set_num_thread
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 import os
 import statistics
@@ -209,6 +210,80 @@ def measure_config(
         with peak_memory_mb(dev, out, "train_peak_mb") if memory else contextlib.nullcontext():
             step()  # also creates the optimiser state, part of a training step's memory
         out["train_times"] = time_calls(step, dev, min_run_time, min_repeats, warmup=0).times
+    return out
+
+
+def interleaved_config(
+    builds: dict[str, dict],
+    device: str,
+    dtype: str,
+    shapes: list[tuple[int, int]],
+    threads: int,
+    rounds: int,
+    train: bool = True,
+    routes: dict | None = None,
+    min_round_time: float = 0.05,
+) -> dict:
+    """Time several encoders in one process, interleaved: at each (T, B) of ``shapes``, ``rounds`` rounds in which
+    every encoder runs its inference (and, with ``train``, a training step) in turn, the order rotated each round,
+    so that whatever slows the machine for a while slows every encoder of that round alike. A round's time of one
+    encoder is the median of as many calls as fill ``min_round_time`` (at least one). ``routes``:
+    {encoder: {rows: routes}} as ``bench.gemm.choose_routes`` gives them, for inference.
+
+    Returns ``{"times": {mode: {T: {encoder: [seconds per call, one per round]}}}, "params": {...},
+    "d_model": {...}, "calls": {mode: {T: {encoder: calls per round}}}}``."""
+    import models
+    from bench.gemm import route_linears
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    set_precision(dev, dtype)
+    encoders = {name: models.build_encoder(**build).to(dev) for name, build in builds.items()}
+    modes = ("infer", "train") if train else ("infer",)
+    out = {
+        "params": {n: models.count_parameters(e) for n, e in encoders.items()},
+        "d_model": {n: e.d_model for n, e in encoders.items()},
+        "times": {m: {} for m in modes},
+        "calls": {m: {} for m in modes},
+    }
+    optimisers = {n: adamw(e.parameters(), lr=1e-4) for n, e in encoders.items()}
+    names = list(encoders)
+    for T, B in shapes:
+        calls = {}
+        for name, encoder in encoders.items():
+            x = torch.randn(B, T, encoder.d_model, device=dev)
+            mask = torch.ones(B, T, dtype=torch.bool, device=dev)
+            rows = B * T
+            if routes and routes.get(name, {}).get(rows):
+                route_linears(encoder, routes[name][rows], dtype, rows)  # a class swap: routing again is harmless
+
+            def infer(encoder=encoder, x=x, mask=mask):
+                encoder.eval()
+                with torch.no_grad(), autocast(dev, dtype):
+                    encoder(x, mask)
+
+            def step(encoder=encoder, x=x, mask=mask, opt=optimisers[name]):
+                encoder.train()
+                with autocast(dev, dtype):
+                    loss = encoder(x, mask).float().pow(2).mean()
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+
+            calls[name] = {"infer": infer, "train": step}
+        for mode in modes:
+            per_round = {}
+            for name in names:  # warm-up, and how many calls fill a round
+                first = time_calls(calls[name][mode], dev, 0.0, min_repeats=1, warmup=1).median
+                per_round[name] = max(1, math.ceil(min_round_time / max(first, 1e-9)))
+            times = {name: [] for name in names}
+            for r in range(rounds):
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    t = time_calls(calls[name][mode], dev, 0.0, min_repeats=per_round[name], warmup=0)
+                    times[name].append(t.median)
+            out["times"][mode][T] = times
+            out["calls"][mode][T] = per_round
     return out
 
 

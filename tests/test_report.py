@@ -821,3 +821,129 @@ def test_a_labelled_variant_sized_to_the_budget_stands_for_its_family_a_fixed_si
     assert who({"name": "cnn", "label": "cnn_wide", "param_budget": 100000})["preset"] is False
     assert who({"name": "transformer", "label": "transformer_base", "d_model": 512, "param_budget": None})["preset"]
     assert who({"name": "cnn", "param_budget": 100000})["preset"] is False
+
+
+def interleaved_record(factors: dict, T=128, rounds=7, drift=None):
+    """A side-by-side measurement: per round, each encoder's time is 1/factor times the round's drift."""
+    drift = drift or [1.0 + 0.3 * (r % 3) for r in range(rounds)]  # the machine slows by up to 60% between rounds
+    rng = np.random.default_rng(0)
+    times = {
+        mode: {
+            str(T): {
+                e: [d / f * (3 if mode == "train" else 1) * rng.normal(1, 0.01) for d in drift]
+                for e, f in factors.items()
+            }
+        }
+        for mode in ("infer", "train")
+    }
+    info = {"dtype": "fp32", "encoders": list(factors), "B": {str(T): 32}, "rounds": rounds, "times_s": times}
+    return Record(
+        key="speed-sweep-interleaved",
+        suite="speed",
+        encoder=next(iter(factors)),
+        task="interleaved",
+        seed=None,
+        status="ok",
+        metrics=[],
+        info=info,
+        env=ENV,
+    )
+
+
+def test_side_by_side_ratios_pair_rounds_so_drift_between_rounds_cancels():
+    from bench.report.stats import paired_ratio, ratio_of_medians
+
+    drift = [1.0, 1.6, 1.0, 1.3, 1.0, 1.6, 1.3]
+    a = [d / 1.2 for d in drift]  # a is 1.2x faster than b in every round
+    b = list(drift)
+    paired = paired_ratio(a, b)
+    assert paired.estimate == pytest.approx(1.2)
+    assert math.isnan(paired.low)  # identical per-round ratios: no spread, no interval
+    b = [d * (1 + 0.02 * (-1) ** i) for i, d in enumerate(drift)]
+    paired = paired_ratio(a, b)
+    assert 1.15 < paired.low < paired.high < 1.25
+    unpaired = ratio_of_medians(a, b)  # the drift swamps the same data unpaired
+    assert unpaired.high - unpaired.low > 3 * (paired.high - paired.low)
+
+
+def test_speed_claims_use_the_side_by_side_measurement_where_it_holds_their_encoders(tmp_path):
+    # each job alone says cnn is 2x the lstm (one process drifted); side by side they are level
+    for encoder, factor in {"lstm": 1.0, "cnn": 2.0, "transformer": 4.0}.items():
+        write_record(tmp_path, speed_record(encoder, 128, factor))
+    write_record(tmp_path, interleaved_record({"lstm": 1.0, "cnn": 1.02, "transformer": 4.0}))
+    records = load_records(tmp_path)
+    speed, inter = frames.speed(records), frames.interleaved(records)
+    assert set(inter["encoder"]) == {"lstm", "cnn", "transformer"} and set(inter["mode"]) == {"infer", "train"}
+    row = claims.speed_order(speed, ["cnn", "lstm"], "CNN > RNN", "infer", inter=inter)
+    assert row["verdict"] == claims.UNSURE and "side by side in one process, 7 rounds" in row["evidence"]
+    assert claims.speed_order(speed, ["cnn", "lstm"], "CNN > RNN", "infer")["verdict"] == claims.HOLDS  # per job
+    slow = claims.rnn_slowdown(speed, "train", inter=inter)
+    assert slow["verdict"] == claims.HOLDS and re.search(r"T=128 transformer (3.9|4.0)", slow["evidence"])
+    # a pair the side-by-side measurement does not hold falls back to the jobs' own timings, and says so
+    write_record(tmp_path, speed_record("gru", 128, 0.5))
+    speed = frames.speed(load_records(tmp_path))
+    row = claims.speed_order(speed, ["cnn", "gru"], "CNN > GRU", "infer", inter=inter)
+    assert row["verdict"] == claims.HOLDS and "own job" in row["evidence"]
+
+
+def test_the_report_tables_side_by_side_ratios_beside_the_per_job_ones(tmp_path):
+    for encoder, factor in {"lstm": 1.0, "cnn": 2.0, "transformer": 4.0}.items():
+        write_record(tmp_path, speed_record(encoder, 128, factor))
+    write_record(tmp_path, interleaved_record({"lstm": 1.0, "cnn": 1.02, "transformer": 4.0}))
+    build_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "speed over the lstm's, fp32: measured side by side in one process (7 rounds" in md
+    line = next(ln for ln in md.splitlines() if ln.startswith("| inference | 128 | 32 | transformer |"))
+    side, job = line.split("|")[5:7]
+    assert float(side.split()[0]) == pytest.approx(4.0, rel=0.03) and float(job.split()[0]) == pytest.approx(4.0, 0.03)
+    cnn = next(ln for ln in md.splitlines() if ln.startswith("| inference | 128 | 32 | cnn |"))
+    assert float(cnn.split("|")[5].split()[0]) == pytest.approx(1.02, rel=0.03)
+    assert float(cnn.split("|")[6].split()[0]) == pytest.approx(2.0, rel=0.03)
+
+
+def runtime_record(encoder, T, rates: dict, failed: dict | None = None):
+    """A speed_detail runtime record: per runtime, 7 interleaved call times at the given tokens/s."""
+    rng = np.random.default_rng(T)
+    runs = {
+        name: {
+            "status": "ok",
+            "times": list(32 * T / rate * rng.normal(1, 0.01, 7)),
+            "tokens_per_s": rate,
+            "max_abs_error": 2e-6,
+            "tolerance": 5e-3,
+            "facts": {"exporter": "torchscript (traced)"} if name == "onnxruntime" else {},
+        }
+        for name, rate in rates.items()
+    }
+    runs.update({name: {"status": "failed", "reason": why} for name, why in (failed or {}).items()})
+    info = {"dtype": "fp32", "T": T, "B": 32, "params": 1000, "runtimes": runs, "failed": failed or {}}
+    return Record(
+        key=f"speed_detail-{encoder}-runtime-{T}",
+        suite="speed_detail",
+        encoder=encoder,
+        task="runtime",
+        seed=None,
+        status="ok",
+        metrics=[],
+        info=info,
+        env=ENV,
+    )
+
+
+def test_speed_claims_are_judged_again_under_each_encoders_fastest_runtime(tmp_path):
+    for encoder, factor in {"lstm": 1.0, "cnn": 2.0, "transformer": 4.0}.items():
+        write_record(tmp_path, speed_record(encoder, 128, factor))
+    write_record(tmp_path, runtime_record("lstm", 128, {"eager": 1000, "compile": 900, "onnxruntime": 3000}))
+    write_record(tmp_path, runtime_record("cnn", 128, {"eager": 2000, "onnxruntime": 1900}, {"compile": "no C++"}))
+    write_record(tmp_path, runtime_record("transformer", 128, {"eager": 4000, "compile": 4100, "onnxruntime": 2500}))
+    build_report(tmp_path)
+    verdicts = pd.read_csv(tmp_path / "claims.csv").set_index("claim")["verdict"]
+    assert verdicts["The RNN is 3x to tens of times slower (inference, fp32)"] == claims.HOLDS  # eager: 4x
+    under = verdicts["The RNN is 3x to tens of times slower (inference under each encoder's fastest runtime, fp32)"]
+    assert under == claims.FAILS  # ONNX Runtime makes the LSTM 3x faster: 4100 / 3000 = 1.4x
+    md = (tmp_path / "report.md").read_text()
+    lstm = next(ln for ln in md.splitlines() if ln.startswith("| lstm | 128 | 32 |"))
+    assert "onnxruntime (3.00x eager)" in lstm and "2.0e-06" in lstm
+    cnn = next(ln for ln in md.splitlines() if ln.startswith("| cnn | 128 | 32 |"))
+    assert "failed: no C++" in cnn and "| eager |" in cnn
+    assert "Export: torchscript (traced)." in md

@@ -48,6 +48,48 @@ def test_speed_suite_records_every_measure(compose, tmp_path):
     assert frame.loc["gemm_peak", "metrics"][0]["value"] > 1e8
 
 
+def test_the_sweep_encoders_are_timed_side_by_side_once_by_the_first_speed_job(compose, tmp_path):
+    settings = [
+        "suite=speed",
+        "param_budget=20000",
+        "speed.seq_lens=[8,16,32]",
+        "speed.latency_seq_lens=[8]",
+        "speed.batch_size=4",
+        "speed.min_run_time=0.02",
+        "speed.dtypes=[fp32]",
+        "speed.rounds=3",
+        "speed.compare=[lstm,cnn]",
+    ]
+    first = run_job(compose(*settings, "model=lstm"), tmp_path / "lstm", tree=tmp_path)
+    second = run_job(compose(*settings, "model=cnn"), tmp_path / "cnn", tree=tmp_path)
+    assert second["skipped"] == 1 and first["skipped"] == 0  # the cnn's job found it measured
+    frame = records_of(tmp_path)
+    side = frame[frame["task"] == "interleaved"]
+    assert len(side) == 1
+    info = side.iloc[0]["info"]
+    assert info["encoders"] == ["lstm", "cnn"] and info["measured_by"] == "lstm"
+    assert set(info["times_s"]) == {"infer", "train"} and set(info["times_s"]["infer"]) == {"8", "16", "32"}
+    assert all(
+        len(t) == 3 and min(t) > 0 for by_T in info["times_s"].values() for e in by_T.values() for t in e.values()
+    )
+    # the builds the side-by-side unit times are those the encoders' own jobs time
+    own = frame[(frame["task"] == "throughput") & (frame["encoder"] == "cnn")].iloc[0]["info"]["params"]
+    assert info["params"]["cnn"] == own
+    # an encoder the sweep does not compare measures nothing side by side, nor does a sweep of one
+    from bench import speed
+
+    assert "interleaved" not in {u.task for u in speed.units(compose(*settings, "model=gru"))}
+    assert "interleaved" not in {u.task for u in speed.units(compose(*settings, "model=cnn", "speed.compare=[cnn]"))}
+
+
+def test_a_compared_encoder_that_is_no_model_option_is_refused(compose):
+    from bench.errors import UserError
+    from bench.schema import validate
+
+    with pytest.raises(UserError, match=r"speed.compare: lsmt is not a model option; choose from .*lstm"):
+        validate(compose("suite=speed", "speed.compare=[lstm,lsmt]"))
+
+
 def test_the_batch_grid_is_capped_like_the_main_batch_and_never_measured_twice(compose):
     from bench import speed
 

@@ -63,9 +63,9 @@ def _speed_section(speed, tables: dict[str, pd.DataFrame], order, fig_dir, devic
     holds its latency, scaling, gemm, routes, grid and breakdown frames."""
     s = Section(f"Speed on {device}" if device else "Speed")
     stem = "speed" if device is None else "speed_" + re.sub(r"[^a-z0-9]+", "_", device.lower()).strip("_")
-    latency, scaling, gemm, routes, grid, breakdown = (
+    latency, scaling, gemm, routes, grid, breakdown, inter, runtimes = (
         tables[k].drop(columns="device", errors="ignore")
-        for k in ("latency", "scaling", "gemm", "routes", "grid", "breakdown")
+        for k in ("latency", "scaling", "gemm", "routes", "grid", "breakdown", "interleaved", "runtimes")
     )
     s.text(
         "Throughput is tokens per second at batch size speed.batch_size, capped at speed.max_tokens tokens per "
@@ -87,6 +87,16 @@ def _speed_section(speed, tables: dict[str, pd.DataFrame], order, fig_dir, devic
         ),
         "Throughput against sequence length (log-log).",
     )
+    side = _side_by_side_table(inter, speed, order)
+    if side is not None:
+        table, reference, rounds = side
+        s.table(
+            table,
+            f"speed over the {reference}'s, fp32: measured side by side in one process ({rounds} rounds, call by "
+            "call, the order rotated each round; geometric mean of the per-round ratios, 95% t interval over rounds) "
+            "and, beside it, the same ratio from each encoder's own job (medians of its calls, bootstrap interval). "
+            "The speed claims use the side-by-side ratios.",
+        )
     more = Section("More speed tables")  # behind a fold at the end of the section
     for budget, part in _by_comparison(speed):
         of = f" ({budget / 1e6:.3g}M-parameter comparison)" if budget else ""
@@ -137,6 +147,9 @@ def _speed_section(speed, tables: dict[str, pd.DataFrame], order, fig_dir, devic
             "Where an inference call's time goes (torch.profiler, suite=speed_detail): the share of each category "
             "of operator, at the shortest and longest T." + _why_sentence(breakdown, speed),
         )
+    if not runtimes.empty:
+        table, caption = _runtimes_table(runtimes, order)
+        s.table(table, caption)
     if not latency.empty:
         table = latency.sort_values(["encoder", "dtype", "T"]).drop(
             columns=["budget", "name", "family", "preset"], errors="ignore"
@@ -154,6 +167,85 @@ def _speed_section(speed, tables: dict[str, pd.DataFrame], order, fig_dir, devic
             "More tables: relative speed, batch sizes, latency at batch 1, scaling exponents, GEMM peaks"
         ).blocks += more.blocks
     return s
+
+
+def _side_by_side_table(inter: pd.DataFrame, speed: pd.DataFrame, order) -> tuple[pd.DataFrame, str, int] | None:
+    """Each encoder's speed over the RNN's (the first recurrent encoder timed side by side, else the first) at each
+    T and mode of the latest side-by-side measurement, with the per-job ratio beside it; None without one."""
+    if inter.empty:
+        return None
+    inter = inter[inter["key"] == inter.sort_values("key")["key"].iloc[-1]]
+    names = frames.encoder_order(inter["encoder"])
+    recurrent = [n for n in names if frames.roles.family_of(n) == "rnn"]
+    reference = (recurrent or names)[0]
+    rows = []
+    for (mode, T), g in inter.groupby(["mode", "T"]):
+        times = dict(zip(g["encoder"], g["times"]))
+        for name in names:
+            if name == reference or name not in times:
+                continue
+            side = claims_mod.times_ratio(times[name], times[reference], claims_mod.SIDE_BY_SIDE)
+            own = claims_mod.timings(speed[speed["dtype"] == "fp32"], None, [name, reference], mode, "fp32")[0]
+            job = own.get(int(T), {})
+            per_job = (
+                claims_mod.times_ratio(job[name], job[reference], claims_mod.PER_JOB)
+                if job.get(name) is not None and job.get(reference) is not None
+                else None
+            )
+            rows.append(
+                {
+                    "mode": "inference" if mode == "infer" else "training step",
+                    "T": int(T),
+                    "B": int(g["B"].iloc[0]),
+                    "encoder": name,
+                    f"x {reference}, side by side": str(side),
+                    f"x {reference}, per job": "" if per_job is None else str(per_job),
+                }
+            )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return None
+    table["_rank"] = table["encoder"].map({n: i for i, n in enumerate(order)})
+    table = table.sort_values(["mode", "T", "_rank"]).drop(columns="_rank")
+    rounds = min(len(t) for t in inter["times"])
+    return table, reference, rounds
+
+
+def _runtimes_table(runtimes: pd.DataFrame, order) -> tuple[pd.DataFrame, str]:
+    """Inference throughput per encoder and T under each runtime of speed.runtime (tokens/s; a failed runtime
+    shows why), the fastest, and the largest difference from eager's output; with its caption."""
+    rows = []
+    for (encoder, T), g in runtimes.groupby(["encoder", "T"], sort=False):
+        row = {"encoder": encoder, "T": int(T), "B": int(g["B"].iloc[0])}
+        ok = g[g["status"] == "ok"]
+        for _, r in g.iterrows():
+            row[r["runtime"]] = human(r["tokens_per_s"]) if r["status"] == "ok" else f"failed: {r['reason']}"[:90]
+        if not ok.empty:
+            best = ok.loc[ok["tokens_per_s"].idxmax()]
+            eager = ok[ok["runtime"] == "eager"]["tokens_per_s"]
+            row["fastest"] = best["runtime"] + (
+                f" ({best['tokens_per_s'] / eager.iloc[0]:.2f}x eager)"
+                if len(eager) and best["runtime"] != "eager"
+                else ""
+            )
+            row["largest |difference| from eager"] = f"{ok['max_abs_error'].max():.1e}"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["_rank"] = table["encoder"].map({n: i for i, n in enumerate(order)})
+    table = table.sort_values(["_rank", "T"]).drop(columns="_rank")
+    exporters = sorted(
+        {r["facts"].get("exporter", "") for _, r in runtimes.iterrows() if r["runtime"] == "onnxruntime"}
+    )
+    caption = (
+        "inference throughput (tokens/s, fp32) under each runtime a user deploys with (speed.runtime, "
+        "suite=speed_detail): eager PyTorch (linear layers routed as above), torch.compile (default backend) and "
+        "ONNX Runtime's CPU provider on the encoder exported through torch.onnx; each runtime's outputs checked "
+        "against eager's first (tolerance 1e-4 + 1e-3 x the largest output), then the runtimes timed call by call "
+        "in one process. The speed claims are judged again with each encoder under its fastest runtime."
+    )
+    if any(exporters):
+        caption += f" Export: {'; '.join(e for e in exporters if e)}."
+    return table, caption
 
 
 def _why_sentence(breakdown: pd.DataFrame, speed: pd.DataFrame) -> str:
@@ -759,14 +851,32 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     pre, curves, attract = frames.pretrain(records), frames.pretrain_curves(records), frames.attractors(records)
     runs, learning = frames.runs(records), frames.curves(records)
     grid = frames.speed(records, grid=True)
+    runtimes = frames.runtimes(records)
     frames.label_sizes(
-        speed, grid, latency, scaling, gemm, routes, breakdown, dist, acc, pre, curves, attract, runs, learning
+        speed,
+        grid,
+        latency,
+        scaling,
+        gemm,
+        routes,
+        breakdown,
+        runtimes,
+        dist,
+        acc,
+        pre,
+        curves,
+        attract,
+        runs,
+        learning,
     )
     order = (
         frames.encoder_order(set().union(*(set(t["encoder"]) for t in (speed, dist, acc, pre) if not t.empty))) or order
     )
 
-    verdicts = claims_mod.all_claims(*(claims_mod.unsized(t) for t in (speed, dist, acc, pre)))
+    inter = frames.interleaved(records)
+    verdicts = claims_mod.all_claims(
+        *(claims_mod.unsized(t) for t in (speed, dist, acc, pre)), inter=inter, runtimes=claims_mod.unsized(runtimes)
+    )
     suites = set(records["suite"]) if len(records) else set()
     first = _answer_section(records, speed, acc, order, fig_dir, suites, run_dir)
     claims = _claims_section(verdicts)
@@ -779,8 +889,17 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
         speed, "device"
     ):  # one speed section per device: never merged across devices
         if not part.empty:
-            by_kind = {"latency": latency, "scaling": scaling, "gemm": gemm, "routes": routes, "grid": grid}
-            tables = {k: _on_device(t, device) for k, t in {**by_kind, "breakdown": breakdown}.items()}
+            by_kind = {
+                "latency": latency,
+                "scaling": scaling,
+                "gemm": gemm,
+                "routes": routes,
+                "grid": grid,
+                "interleaved": inter,
+            }
+            tables = {
+                k: _on_device(t, device) for k, t in {**by_kind, "breakdown": breakdown, "runtimes": runtimes}.items()
+            }
             sections.append(_speed_section(part, tables, order, fig_dir, device))
     if not dist.empty:
         sections.append(_distance_section(dist, attract, order, fig_dir))

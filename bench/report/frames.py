@@ -107,6 +107,35 @@ def speed(records: pd.DataFrame, grid: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def interleaved(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per encoder, T and mode of each side-by-side measurement (speed suite, unit "interleaved"): the
+    encoder's seconds per call in each round (``times``, one per round, paired across encoders by position)."""
+    rows = []
+    for _, r in _ok(records, "speed").iterrows():
+        if r["task"] != "interleaved":
+            continue
+        info = r["info"]
+        for mode, by_T in info["times_s"].items():
+            for T, by_name in by_T.items():
+                for name, times in by_name.items():
+                    rows.append(
+                        {
+                            "key": r["key"],
+                            "encoder": name,
+                            "encoders": tuple(info["encoders"]),
+                            "budget": budget(r),
+                            "dtype": _dtype(r),
+                            "device": r["env"].get("device_name"),
+                            "mode": mode,
+                            "T": int(T),
+                            "B": int(info["B"][str(T)]),
+                            "times": list(times),
+                            "tokens_per_s": int(info["B"][str(T)]) * int(T) / float(pd.Series(times).median()),
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
 def latency(records: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in _ok(records, "speed").iterrows():
@@ -203,6 +232,8 @@ def breakdown(records: pd.DataFrame) -> pd.DataFrame:
     share of the profiled call, and the kernel library that ran most of it."""
     rows = []
     for _, r in _ok(records, "speed_detail").iterrows():
+        if r["task"] not in ("breakdown", None):  # None: records from before the task was written down
+            continue
         info = r["info"]
         total = sum(m["value"] for m in r["metrics"]) or 1.0
         for m in r["metrics"]:
@@ -231,6 +262,37 @@ def breakdown(records: pd.DataFrame) -> pd.DataFrame:
         .agg(ms=("ms", "mean"), share=("share", "mean"), library=("library", "first"))
         .reset_index()
     )
+
+
+def runtimes(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per encoder, T and runtime of speed.runtime (suite=speed_detail, fp32 inference): its status, the
+    times of its interleaved calls, tokens/s, its largest difference from eager's output, and how it ran."""
+    rows = []
+    for _, r in _ok(records, "speed_detail").iterrows():
+        if r["task"] != "runtime":
+            continue
+        info = r["info"]
+        for name, run in info["runtimes"].items():
+            rows.append(
+                {
+                    **_who(r),
+                    "budget": budget(r),
+                    "dtype": info["dtype"],
+                    "T": int(info["T"]),
+                    "B": int(info["B"]),
+                    "params": info.get("params"),
+                    "runtime": name,
+                    "status": run["status"],
+                    "reason": run.get("reason"),
+                    "times": run.get("times"),
+                    "tokens_per_s": run.get("tokens_per_s"),
+                    "max_abs_error": run.get("max_abs_error"),
+                    "tolerance": run.get("tolerance"),
+                    "facts": run.get("facts") or {},
+                    "device": r["env"].get("device_name"),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def distance(records: pd.DataFrame) -> pd.DataFrame:
