@@ -60,8 +60,8 @@ class SpeedConfig:
     compare: list[str] | None = None  # encoders timed side by side in one process; null: the sweep's, [] for none
     compare_seq_lens: list[int] | None = field(
         default=None, metadata=_range(1, nonempty=True)
-    )  # where they are: null: the shortest, middle and longest of seq_lens
-    rounds: int = field(default=7, metadata=_range(2))  # rounds of the side-by-side timing: its intervals are over them
+    )  # where they are: null: the shortest and longest of seq_lens
+    rounds: int = field(default=5, metadata=_range(2))  # rounds of the side-by-side timing: its intervals are over them
 
 
 @dataclass

@@ -1,4 +1,6 @@
-"""Speed in detail (``suite=speed_detail``): where each encoder's inference time goes, per dtype at the shortest
+"""Speed in detail (``suite=speed_detail``): the speed suite's measurements in every dtype of speed.dtypes but the
+first (which is the comparison's, suite=speed's: bf16 by default on a CPU that has it); where each encoder's
+inference time goes, per dtype at the shortest
 and the longest sequence length of the speed suite: milliseconds per call in each category of operator, by the
 kernel library that ran it, from torch.profiler (``bench.breakdown``), with the linear layers routed as the speed
 suite routes them. And, at the same two lengths, inference under each runtime of ``speed.runtime`` a user deploys
@@ -26,11 +28,14 @@ def units(cfg: DictConfig) -> list[Unit]:
     from bench.env import resolve_device
 
     device = resolve_device(cfg.device)
+    out = speedplan.dtype_units(cfg, device, speedplan.dtypes(cfg, device)[1:])  # the comparison's is suite=speed's
     if device.type != "cpu":
-        log.info(f"speed_detail skipped: its profile is of CPU operators, and this job runs on {device.type}")
-        return []
+        log.info(
+            f"speed_detail: no profile or runtimes, which are of CPU operators, and this job runs on {device.type}"
+        )
+        return out
     lens = sorted({min(speedplan.seq_lens(cfg, device)), max(speedplan.seq_lens(cfg, device))})
-    out = [
+    out += [
         Unit("breakdown", params={"dtype": d, "T": T, "B": speedplan.batch_for(cfg, T, device)})
         for d in speedplan.dtypes(cfg, device)
         for T in lens
@@ -46,6 +51,8 @@ def units(cfg: DictConfig) -> list[Unit]:
 
 def run(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
     p = unit.params
+    if unit.task in speedplan.PER_DTYPE:
+        return speedplan.run_dtype(ctx, unit)
     if unit.task == "runtime":
         return _runtimes(ctx, p)
     m = speedplan.measure(ctx, profile_config, dtype=p["dtype"], batch=p["B"], seq_len=p["T"])
@@ -94,6 +101,8 @@ def _runtimes(ctx: Context, p: dict) -> tuple[list[dict], dict]:
 
 
 def headline(record: dict) -> str:
+    if record["task"] in speedplan.PER_DTYPE:
+        return speedplan.dtype_headline(record)
     if record["task"] == "runtime":
         return _runtime_headline(record)
     ms = {r["setting"]: r["value"] for r in record["metrics"]}

@@ -6,6 +6,7 @@ configuration (in a fresh process on the CPU). A library of ``suite=speed`` and 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -13,10 +14,10 @@ from omegaconf import DictConfig
 
 import models
 from bench.env import supports_bf16
-from bench.gemm import ROUTE_ROWS, choose_routes, gemm_peak, linear_shapes
+from bench.gemm import ROUTE_ROWS, choose_routes, gemm_peak, linear_shapes, theoretical_peak
 from bench.schema import MODEL_FILES, model_kwargs
-from bench.suite import Context
-from bench.timing import can_measure_cpu_memory, in_fresh_process
+from bench.suite import Context, Unit
+from bench.timing import Timing, can_measure_cpu_memory, in_fresh_process, measure_config
 
 log = logging.getLogger("bench")
 
@@ -53,12 +54,12 @@ def batch_for(cfg, seq_len: int, device: torch.device, batch: int | None = None)
 
 
 def compare_seq_lens(cfg: DictConfig, device: torch.device) -> list[int]:
-    """Where the encoders are timed side by side: speed.compare_seq_lens, else the grid's shortest, middle and
-    longest."""
+    """Where the encoders are timed side by side: speed.compare_seq_lens, else the grid's shortest and longest (a
+    middle T would cost the six default encoders about 50 s more on a 2-core CPU, past the suite's 5 minutes)."""
     if cfg.speed.compare_seq_lens:
         return list(cfg.speed.compare_seq_lens)
-    lens = sorted(seq_lens(cfg, device))
-    return sorted({lens[0], lens[len(lens) // 2], lens[-1]})
+    lens = seq_lens(cfg, device)
+    return sorted({min(lens), max(lens)})
 
 
 def compared(cfg: DictConfig) -> list[str]:
@@ -151,3 +152,162 @@ def measure(ctx: Context, fn, route_under_compile: bool = False, **kwargs) -> di
             args["memory"] = args["memory"] and can_measure_cpu_memory()
         return in_fresh_process(fn, **args)
     return fn(**args)
+
+
+# ---- the units of one dtype (suite=speed: the comparison's dtype; suite=speed_detail: the others) ----
+
+
+PER_DTYPE = ("gemm_peak", "throughput", "latency", "scaling")  # the units ``dtype_units`` makes, ``run_dtype`` runs
+
+
+def dtype_units(cfg: DictConfig, device: torch.device, chosen: list[str]) -> list[Unit]:
+    """For each dtype of ``chosen``: the GEMM peak (utilisation's denominator), throughput at speed.batch_size and
+    each batch of the grid speed.batch_sizes at every T, latency at batch 1, and the scaling exponents (fitted on
+    the job's records at speed.batch_size)."""
+    out = [Unit("gemm_peak", params={"dtype": d}) for d in chosen]
+    out += [
+        Unit("throughput", params={"dtype": d, "T": T, "B": batch_for(cfg, T, device)})
+        for d in chosen
+        for T in seq_lens(cfg, device)
+    ]
+    for d in chosen:  # the grid: a batch the main sweep already measures (after the token cap) is not measured twice
+        for T in seq_lens(cfg, device):
+            grid = {batch_for(cfg, T, device, b) for b in cfg.speed.batch_sizes} - {batch_for(cfg, T, device)}
+            out += [Unit("throughput", params={"dtype": d, "T": T, "B": B, "grid": True}) for B in sorted(grid)]
+    out += [Unit("latency", params={"dtype": d, "T": T, "B": 1}) for d in chosen for T in cfg.speed.latency_seq_lens]
+    if len(seq_lens(cfg, device)) >= 2:
+        out += [Unit("scaling", params={"dtype": d}, always=True) for d in chosen]
+    return out
+
+
+def run_dtype(ctx: Context, unit: Unit) -> tuple[list[dict], dict]:
+    """Run one unit of ``dtype_units``."""
+    kind, p = unit.task, unit.params
+    if kind == "gemm_peak":
+        best, theory = peak(ctx, p["dtype"]), theoretical_peak(ctx.device, p["dtype"], ctx.threads)
+        rows = [{"setting": p["dtype"], "metric": "gemm_peak_flops", "value": best["flops"]}]
+        rows += [
+            {"setting": p["dtype"], "metric": f"gemm_{path}_flops", "value": result["flops"]}
+            for path, result in best["paths"].items()
+            if "flops" in result
+        ]
+        if theory["flops"]:
+            rows.append({"setting": p["dtype"], "metric": "theoretical_peak_flops", "value": theory["flops"]})
+        return rows, {"dtype": p["dtype"], **best, "theoretical": theory}
+    if kind == "scaling":
+        return _scaling(ctx, p["dtype"])
+    T, B, dtype = p["T"], p["B"], p["dtype"]
+    if kind == "latency":
+        m = measure(ctx, measure_config, dtype=dtype, batch=1, seq_len=T, train=False, memory=False, min_repeats=20)
+        t = Timing(m["infer_times"])
+        info = {**p, "params": m["params"], "d_model": m["d_model"], "threads": ctx.threads, "times_s": t.times}
+        info.update(routes=m["routes"], routed_linears=m["routed_linears"])
+        rows = {"p50_ms": 1e3 * t.quantile(0.5), "p90_ms": 1e3 * t.quantile(0.9)}
+        return [{"setting": T, "metric": k, "value": v} for k, v in rows.items()], info
+    best = peak(ctx, dtype)
+    m = measure(
+        ctx, measure_config, dtype=dtype, batch=B, seq_len=T, train=ctx.cfg.speed.train, memory=ctx.cfg.speed.memory
+    )
+    tokens, flops = B * T, m["flops"]
+    t_inf = Timing(m["infer_times"])
+    rows = {
+        "infer_tokens_per_s": tokens / t_inf.median,
+        "infer_ms": 1e3 * t_inf.median,
+        "infer_iqr_ms": 1e3 * t_inf.iqr,
+        "flops_per_token": flops / tokens,
+        "infer_flops_per_s": flops / t_inf.median,
+        "infer_mfu": flops / t_inf.median / best["flops"],
+    }
+    if "train_times" in m:
+        t_tr = Timing(m["train_times"])
+        rows.update(
+            train_tokens_per_s=tokens / t_tr.median,
+            train_ms=1e3 * t_tr.median,
+            train_iqr_ms=1e3 * t_tr.iqr,
+            train_mfu=3 * flops / t_tr.median / best["flops"],  # backward ~ 2x forward
+        )
+    rows.update({k: m[k] for k in ("infer_peak_mb", "train_peak_mb") if k in m})
+    info = {
+        **p,
+        "params": m["params"],
+        "d_model": m["d_model"],
+        "threads": ctx.threads,
+        "compile_s": m["compile_s"],
+        "gemm_peak_flops": best["flops"],
+        "gemm_peak_path": best["path"],
+        "routes": m["routes"],  # the GEMM path of each linear layer's shape at inference, and each path's rate there
+        "routed_linears": m["routed_linears"],
+        "infer_times_s": m["infer_times"],
+        "train_times_s": m.get("train_times"),
+    }
+    return [{"setting": T, "metric": k, "value": v} for k, v in rows.items()], info
+
+
+def fit_exponent(seq_lens: list[int], seconds: list[float]) -> float:
+    """Least-squares slope of log(time) against log(T)."""
+    xs, ys = [math.log(t) for t in seq_lens], [math.log(s) for s in seconds]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def _scaling(ctx: Context, dtype: str) -> tuple[list[dict], dict]:
+    """Scaling exponents from this job's throughput records (wherever in the results tree they are kept):
+    time per sequence (a batch's time over its size, which shrinks at long T under speed.max_tokens) against T."""
+    per_metric: dict[str, dict[int, float]] = {"infer_ms": {}, "train_ms": {}}
+    batches: dict[int, int] = {}
+    for rec in ctx.job_records():
+        info = rec["info"]
+        if (
+            rec["status"] == "ok"
+            and rec["task"] == "throughput"
+            and info.get("dtype") == dtype
+            and not info.get("grid")
+        ):
+            for m in rec["metrics"]:
+                if m["metric"] in per_metric:
+                    T = int(m["setting"])
+                    batches[T] = rec["info"]["B"]
+                    per_metric[m["metric"]][T] = m["value"] / batches[T]
+    rows, info = [], {"dtype": dtype}
+    for metric, points in per_metric.items():
+        if len(points) < 2:
+            continue
+        lens = sorted(points)
+        setting = f"{lens[0]}-{lens[-1]}"
+        rows.append(
+            {
+                "setting": setting,
+                "metric": metric.replace("_ms", "_exponent"),
+                "value": fit_exponent(lens, [points[t] for t in lens]),
+            }
+        )
+        info[metric] = {
+            "seq_lens": lens,
+            "fitted_on": setting,
+            "batch_sizes": [batches[t] for t in lens],
+            "ms_per_sequence": [points[t] for t in lens],
+        }
+    if not rows:
+        raise RuntimeError(f"no {dtype} throughput records to fit a scaling exponent on")
+    return rows, info
+
+
+def dtype_headline(record: dict) -> str:
+    """One line for a record of ``dtype_units``."""
+    m = {r["metric"]: r["value"] for r in record["metrics"]}
+    if record["task"] == "gemm_peak":
+        paths = ", ".join(
+            f"{k[5:-6]} {v / 1e9:.0f}" for k, v in m.items() if k.startswith("gemm_") and k != "gemm_peak_flops"
+        )
+        theory = f"; theoretical {m['theoretical_peak_flops'] / 1e9:.0f}" if "theoretical_peak_flops" in m else ""
+        return f"GEMM peak {m['gemm_peak_flops'] / 1e9:.0f} GFLOP/s (by path: {paths}{theory})"
+    if record["task"] == "latency":
+        return f"p50 {m['p50_ms']:.2f} ms, p90 {m['p90_ms']:.2f} ms"
+    if record["task"] == "scaling":
+        return ", ".join(f"{r['metric']} {r['value']:.2f} on T={r['setting']}" for r in record["metrics"])
+    parts = [f"infer {m['infer_tokens_per_s'] / 1e3:.1f}k tok/s (MFU {m['infer_mfu']:.2f})"]
+    if "train_tokens_per_s" in m:
+        parts.append(f"train {m['train_tokens_per_s'] / 1e3:.1f}k tok/s")
+    if "infer_peak_mb" in m:
+        parts.append(f"peak {m['infer_peak_mb']:.0f} MB")
+    return ", ".join(parts)

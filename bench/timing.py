@@ -195,7 +195,7 @@ def measure_config(
     encoder.eval()
     with peak_memory_mb(dev, out, "infer_peak_mb") if memory else contextlib.nullcontext():
         infer()
-    out["infer_times"] = time_calls(infer, dev, min_run_time, min_repeats, warmup=1).times
+    out["infer_times"] = time_calls(infer, dev, min_run_time, min_repeats, warmup=0).times  # warmed up above
     if train:
         opt = adamw(encoder.parameters(), lr=1e-4)
 

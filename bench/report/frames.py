@@ -46,9 +46,14 @@ def _metrics(record) -> dict:
     return {(m.get("setting"), m["metric"]): m["value"] for m in record["metrics"]}
 
 
-def _ok(records: pd.DataFrame, suite: str) -> pd.DataFrame:
-    """The suite's finished measurements; trials of a tuning grid are shown in their own section (bench.recipes)."""
-    keep = (records["suite"] == suite) & (records["status"] == "ok") & ~records["config"].map(tuning_trial)
+SPEED_SUITES = ("speed", "speed_detail")  # the comparison's dtype, and the others: the same kinds of measurement
+
+
+def _ok(records: pd.DataFrame, suite: str | tuple[str, ...]) -> pd.DataFrame:
+    """The suite's (or suites') finished measurements; trials of a tuning grid are shown in their own section
+    (bench.recipes)."""
+    suites = (suite,) if isinstance(suite, str) else suite
+    keep = records["suite"].isin(suites) & (records["status"] == "ok") & ~records["config"].map(tuning_trial)
     return records[keep]
 
 
@@ -87,7 +92,7 @@ def speed(records: pd.DataFrame, grid: bool = False) -> pd.DataFrame:
     """One row per throughput measurement: encoder, dtype, T, B, the metrics, and the timed calls; at
     speed.batch_size only, or with ``grid`` the batch-size grid's measurements too."""
     rows = []
-    for _, r in _ok(records, "speed").iterrows():
+    for _, r in _ok(records, SPEED_SUITES).iterrows():
         if r["task"] != "throughput" or (r["info"].get("grid") and not grid):
             continue
         info = r["info"]
@@ -111,7 +116,7 @@ def interleaved(records: pd.DataFrame) -> pd.DataFrame:
     """One row per encoder, T and mode of each side-by-side measurement (speed suite, unit "interleaved"): the
     encoder's seconds per call in each round (``times``, one per round, paired across encoders by position)."""
     rows = []
-    for _, r in _ok(records, "speed").iterrows():
+    for _, r in _ok(records, SPEED_SUITES).iterrows():
         if r["task"] != "interleaved":
             continue
         info = r["info"]
@@ -138,7 +143,7 @@ def interleaved(records: pd.DataFrame) -> pd.DataFrame:
 
 def latency(records: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for _, r in _ok(records, "speed").iterrows():
+    for _, r in _ok(records, SPEED_SUITES).iterrows():
         if r["task"] == "latency":
             m = _metrics(r)
             T = r["info"]["T"]
@@ -158,7 +163,7 @@ def latency(records: pd.DataFrame) -> pd.DataFrame:
 
 def scaling(records: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for _, r in _ok(records, "speed").iterrows():
+    for _, r in _ok(records, SPEED_SUITES).iterrows():
         if r["task"] == "scaling":
             for m in r["metrics"]:
                 rows.append(
@@ -180,7 +185,7 @@ def gemm(records: pd.DataFrame) -> pd.DataFrame:
     that set it, the best rate of every path, and the cores' theoretical peak with its derivation (records written
     before paths were measured have the best rate alone)."""
     rows = []
-    for _, r in _ok(records, "speed").iterrows():
+    for _, r in _ok(records, SPEED_SUITES).iterrows():
         if r["task"] != "gemm_peak":
             continue
         info, m = r["info"], {row["metric"]: row["value"] for row in r["metrics"]}
@@ -206,7 +211,7 @@ def routes(records: pd.DataFrame) -> pd.DataFrame:
     """One row per encoder, dtype and linear-layer shape routed at inference (speed.linear_path=auto): the path
     chosen and its rate over torch's own dispatch at that shape, from the throughput records at speed.batch_size."""
     rows = []
-    for _, r in _ok(records, "speed").iterrows():
+    for _, r in _ok(records, SPEED_SUITES).iterrows():
         info = r["info"]
         if r["task"] != "throughput" or info.get("grid"):
             continue
