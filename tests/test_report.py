@@ -947,3 +947,21 @@ def test_speed_claims_are_judged_again_under_each_encoders_fastest_runtime(tmp_p
     cnn = next(ln for ln in md.splitlines() if ln.startswith("| cnn | 128 | 32 |"))
     assert "failed: no C++" in cnn and "| eager |" in cnn
     assert "Export: torchscript (traced)." in md
+
+
+def test_the_side_by_side_table_finds_the_per_job_ratio_where_encoders_carry_their_size(tmp_path):
+    for budget in (1000, 2000):  # two comparisons: every encoder is labelled with its size
+        for encoder, factor in {"lstm": 1.0, "cnn": 2.0}.items():
+            record = speed_record(encoder, 128, factor)
+            record.key, record.config = f"{record.key}-{budget}", {"param_budget": budget}
+            write_record(tmp_path, record)
+    side = interleaved_record({"lstm": 1.0, "cnn": 1.5})
+    side.config = {"param_budget": 2000}
+    write_record(tmp_path, side)
+    build_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    row = next(ln for ln in md.splitlines() if ln.startswith("| inference | 128 | 32 | cnn (0.002M) |"))
+    side_ratio, per_job = row.split("|")[5:7]
+    assert float(side_ratio.split()[0]) == pytest.approx(1.5, rel=0.03) and float(per_job.split()[0]) == pytest.approx(
+        2.0, rel=0.03
+    )

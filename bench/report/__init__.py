@@ -176,7 +176,7 @@ def _side_by_side_table(inter: pd.DataFrame, speed: pd.DataFrame, order) -> tupl
         return None
     inter = inter[inter["key"] == inter.sort_values("key")["key"].iloc[-1]]
     names = frames.encoder_order(inter["encoder"])
-    recurrent = [n for n in names if frames.roles.family_of(n) == "rnn"]
+    recurrent = [n for n in names if frames.roles.family_of(frames.name_of(n)) == "rnn"]
     reference = (recurrent or names)[0]
     rows = []
     for (mode, T), g in inter.groupby(["mode", "T"]):
@@ -851,8 +851,9 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     pre, curves, attract = frames.pretrain(records), frames.pretrain_curves(records), frames.attractors(records)
     runs, learning = frames.runs(records), frames.curves(records)
     grid = frames.speed(records, grid=True)
-    runtimes = frames.runtimes(records)
+    runtimes, inter = frames.runtimes(records), frames.interleaved(records)
     frames.label_sizes(
+        inter,
         speed,
         grid,
         latency,
@@ -873,9 +874,10 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
         frames.encoder_order(set().union(*(set(t["encoder"]) for t in (speed, dist, acc, pre) if not t.empty))) or order
     )
 
-    inter = frames.interleaved(records)
     verdicts = claims_mod.all_claims(
-        *(claims_mod.unsized(t) for t in (speed, dist, acc, pre)), inter=inter, runtimes=claims_mod.unsized(runtimes)
+        *(claims_mod.unsized(t) for t in (speed, dist, acc, pre)),
+        inter=claims_mod.unsized(inter),
+        runtimes=claims_mod.unsized(runtimes),
     )
     suites = set(records["suite"]) if len(records) else set()
     first = _answer_section(records, speed, acc, order, fig_dir, suites, run_dir)
