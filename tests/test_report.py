@@ -594,8 +594,14 @@ def test_the_peak_table_names_every_path_and_says_when_the_theory_is_beaten(tmp_
 
 def test_the_breakdown_is_drawn_and_explained_fastest_first(tmp_path):
     shares = {"lstm": {"recurrence": 9.0, "memory copy": 1.0}, "cnn": {"convolution": 5.0, "elementwise": 4.0}}
+    work = {"lstm": (1.6e6, 0.4), "cnn": (1.0e6, 0.5)}  # FLOPs per token and utilisation: cnn 2x = 1.6 x 1.25
     for encoder, ms in shares.items():
-        write_record(tmp_path, speed_record(encoder, 128, SPEED[encoder]))
+        record = speed_record(encoder, 128, SPEED[encoder])
+        record.metrics = [m for m in record.metrics if m["metric"] != "infer_mfu"] + [
+            {"setting": 128, "metric": "flops_per_token", "value": work[encoder][0]},
+            {"setting": 128, "metric": "infer_mfu", "value": work[encoder][1]},
+        ]
+        write_record(tmp_path, record)
         libs = {"recurrence": "oneDNN", "convolution": "oneDNN"}
         write_record(
             tmp_path,
@@ -623,6 +629,8 @@ def test_the_breakdown_is_drawn_and_explained_fastest_first(tmp_path):
     assert "fp32, T=128 (fastest first): cnn, " in md
     assert ": 56% convolution (oneDNN) and 44% elementwise (native); lstm, " in md
     assert ": 90% recurrence (oneDNN)." in md
+    why = "Why: cnn is 2.00x as fast as lstm, 1.60x from its FLOPs per token (1.0M against 1.6M) and 1.25x from the"
+    assert why in md and "(0.50 against 0.40)" in md
 
 
 def _speed_frame(factors: dict, tmp_path) -> pd.DataFrame:

@@ -265,8 +265,24 @@ def _why_sentence(breakdown: pd.DataFrame, speed: pd.DataFrame) -> str:
             speedtext = f", {human(rates[encoder])} tok/s" if encoder in rates else ""
             parts.append(f"{encoder}{speedtext}: {where}")
         order = "fastest first" if len(rates) else "speed not measured"
-        out.append(f" {dtype}, T={T} ({order}): " + "; ".join(parts) + ".")
+        out.append(f" {dtype}, T={T} ({order}): " + "; ".join(parts) + "." + _why_order(speed, dtype, T, encoders))
     return "".join(out)
+
+
+def _why_order(speed: pd.DataFrame, dtype: str, T: int, encoders: list[str]) -> str:
+    """Why the fastest beats the slowest at (dtype, T), split into its two causes: tokens/s = utilisation x peak /
+    FLOPs per token, so the ratio is the ratio of FLOPs per token times the ratio of utilisations."""
+    at = speed[(speed["dtype"] == dtype) & (speed["T"] == T)].set_index("encoder")
+    ranked = [e for e in encoders if e in at.index]
+    if len(ranked) < 2 or not {"flops_per_token", "infer_mfu"} <= set(at.columns):
+        return ""
+    fast, slow = at.loc[ranked[0]], at.loc[ranked[-1]]
+    work, use = slow["flops_per_token"] / fast["flops_per_token"], fast["infer_mfu"] / slow["infer_mfu"]
+    return (
+        f" Why: {ranked[0]} is {work * use:.2f}x as fast as {ranked[-1]}, {work:.2f}x from its FLOPs per token "
+        f"({fast['flops_per_token'] / 1e6:.1f}M against {slow['flops_per_token'] / 1e6:.1f}M) and {use:.2f}x from the "
+        f"share of the peak its kernels reach ({fast['infer_mfu']:.2f} against {slow['infer_mfu']:.2f})."
+    )
 
 
 def _peak_table(gemm: pd.DataFrame) -> pd.DataFrame:
