@@ -973,3 +973,17 @@ def test_the_side_by_side_table_finds_the_per_job_ratio_where_encoders_carry_the
     assert float(side_ratio.split()[0]) == pytest.approx(1.5, rel=0.03) and float(per_job.split()[0]) == pytest.approx(
         2.0, rel=0.03
     )
+
+
+def test_a_pick_resting_on_unconverged_runs_says_so_and_the_evidence_counts_the_rule(tmp_path):
+    for encoder, values in {"lstm": [0.80, 0.81, 0.82], "cnn": [0.70, 0.71, 0.72]}.items():
+        for seed, value in enumerate(values):
+            record = accuracy_record(encoder, "sent", seed, value)
+            record.info.update(steps=300, best_step=300 if encoder == "lstm" and seed < 2 else 200)
+            if record.info["best_step"] == 300:
+                record.info["convergence"] = "still improving"
+            write_record(tmp_path, record)
+    md = build_report(tmp_path)["md"].read_text()
+    line = next(ln for ln in md.splitlines() if ln.startswith("| sent"))
+    assert "best; all others significantly lower; not converged: lstm 2 of 3 runs" in line
+    assert "of 6 trained runs judged by the convergence rule, 4 converged, 2 still improving" in md

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.convergence import CONVERGED, STATUSES
 from bench.report.frames import name_of
 from bench.report.render import human
 from bench.report.stats import RANGES, mean_ci, welch_diff
@@ -70,6 +71,13 @@ def picks(acc: pd.DataFrame, order: list[str]) -> pd.DataFrame:
             why = f"{_and(group)} tied at {human(low)}-{human(high)}"
             if vs is not None:
                 why += f"; {pick} {speed[pick] / speed[vs]:.1f}x faster in training"
+        if "convergence" in part:  # a pick that rests on runs still improving or diverged says so
+            runs = part[part["name"].isin(group)]
+            known = runs[runs["convergence"].notna()]
+            off = known[known["convergence"] != CONVERGED].groupby("name").size()
+            if len(off):
+                counts = ", ".join(f"{e} {off[e]} of {int((known['name'] == e).sum())}" for e in group if e in off)
+                why += f"; not converged: {counts} runs (their scores are lower bounds)"
         kind = part["type"].iloc[0]
         row = {
             "device": device,
@@ -124,7 +132,9 @@ def evidence_status(records: pd.DataFrame, suites_present: set[str]) -> tuple[st
         return "No records.", None
     ok = records[records["status"] == "ok"]
     infos = [i for i in ok["info"] if isinstance(i, dict) and i.get("steps") and i.get("best_step") is not None]
-    still = sum(int(i["best_step"]) >= int(i["steps"]) for i in infos)
+    judged = [i["convergence"] for i in infos if i.get("convergence")]  # bench.convergence's verdict, where recorded
+    unjudged = [i for i in infos if not i.get("convergence")]
+    still = sum(int(i["best_step"]) >= int(i["steps"]) for i in unjudged)
     quality = ok[ok["suite"].isin(["accuracy", "distance", "pretrain"])]
     seeds = quality.groupby(["suite", "encoder", "task"])["seed"].nunique() if len(quality) else pd.Series(dtype=int)
     devices = sorted(
@@ -135,9 +145,16 @@ def evidence_status(records: pd.DataFrame, suites_present: set[str]) -> tuple[st
         f"Evidence: {len(records)} records ({len(ok)} ok, {len(records) - len(ok)} failed) on {', '.join(devices) or 'an unknown device'}"
         + (f"; quality runs with {_span(seeds.min(), seeds.max())} seeds per encoder and task" if len(seeds) else "")
         + (
-            f"; {still} of {len(infos)} trained runs picked their last checkpoint, so were still improving when "
-            "stopped (their scores are lower bounds)"
-            if infos
+            f"; of {len(judged)} trained runs judged by the convergence rule, "
+            + ", ".join(f"{judged.count(s)} {s}" for s in STATUSES if judged.count(s))
+            + ("" if judged.count(CONVERGED) == len(judged) else " (the others' scores are lower bounds)")
+            if judged
+            else ""
+        )
+        + (
+            f"; {still} of {len(unjudged)} trained runs{' from before the rule' if judged else ''} picked their last "
+            "checkpoint, so were still improving when stopped (their scores are lower bounds)"
+            if unjudged
             else ""
         )
         + (f"; not measured: {', '.join(missing)}" if missing else "")
