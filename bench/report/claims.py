@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bench.convergence import CONVERGED
+from bench.report.frames import sized
 from bench.report.stats import LEVEL, Interval, holm, paired_ratio, ratio_of_medians, welch_diff, welch_p
 from bench.roles import CNN, DEFAULT_CAST, RNN, ROLE_FAMILIES, ROLE_NAMES, TRANSFORMER
 
@@ -130,9 +131,9 @@ def casts(*tables: pd.DataFrame) -> list[dict[str, str]]:
     for table in tables:
         if table.empty or "family" not in table:
             continue
-        sized = table[~table["preset"].fillna(False).astype(bool)] if "preset" in table else table
+        part = sized(table)
         for role, family in ROLE_FAMILIES.items():
-            members[role] |= set(sized.loc[sized["family"] == family, "encoder"])
+            members[role] |= set(part.loc[part["family"] == family, "encoder"])
     choices = [
         sorted(members[role], key=lambda e: (e != DEFAULT_CAST[role], e)) or [DEFAULT_CAST[role]]
         for role in ROLE_FAMILIES
@@ -606,8 +607,7 @@ def attention_wins_recall(dist: pd.DataFrame) -> dict:
         "state-space models below it at small widths (Arora et al. 2023, Zoology, Fig. 2)"
     )
     part = dist[dist["probe"] == "mqar"] if not dist.empty else dist
-    if not part.empty and "preset" in part:
-        part = part[~part["preset"].fillna(False).astype(bool)]
+    part = sized(part)
     attention = sorted(set(part.loc[part["family"] == "attention", "encoder"])) if not part.empty else []
     others = sorted(set(part.loc[part["family"].isin(["rnn", "ssm"]), "encoder"])) if not part.empty else []
     if not attention or not others:

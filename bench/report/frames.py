@@ -31,6 +31,12 @@ def _who(record) -> dict:
     return {"encoder": record["encoder"], "family": family, "preset": bool(model.get("label")) and not sized}
 
 
+def sized(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of encoders sized to their comparison's budget: fixed-size presets (``preset``, e.g.
+    transformer_base) left out, since the claims about families compare encoders of equal size."""
+    return table[~table["preset"].fillna(False).astype(bool)] if "preset" in table else table
+
+
 def encoder_order(names) -> list[str]:
     """One order for every table and figure (``bench.roles``: the published comparison's three first, then
     by family), each encoder's sizes together, smallest first."""

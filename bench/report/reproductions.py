@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.report.frames import sized
 from bench.report.stats import welch_diff
 
 YES, NO, MISSING = "reproduced", "not reproduced", "missing data"
@@ -25,8 +26,8 @@ def _row(study, paper, criterion, verdict, ours) -> dict:
 
 
 def _family(dist: pd.DataFrame, family: str) -> list[str]:
-    sized = dist[~dist["preset"].fillna(False).astype(bool)] if "preset" in dist else dist
-    return sorted(set(sized.loc[sized["family"] == family, "encoder"]))
+    part = sized(dist)
+    return sorted(set(part.loc[part["family"] == family, "encoder"]))
 
 
 def copy_memory(dist: pd.DataFrame) -> dict:
