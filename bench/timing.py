@@ -274,8 +274,8 @@ def interleaved_config(
             calls[name] = {"infer": infer, "train": step}
         for mode in modes:
             per_round = {}
-            for name in names:  # warm-up, and how many calls fill a round
-                first = time_calls(calls[name][mode], dev, 0.0, min_repeats=1, warmup=1).median
+            for name in names:  # one call to warm up, timed to tell how many calls fill a round (it runs slow: fewer)
+                first = time_calls(calls[name][mode], dev, 0.0, min_repeats=1, warmup=0).median
                 per_round[name] = max(1, math.ceil(min_round_time / max(first, 1e-9)))
             times = {name: [] for name in names}
             for r in range(rounds):
