@@ -87,6 +87,12 @@ def choose(runs: pd.DataFrame) -> pd.DataFrame:
     table["chosen"] = False
     for _, part in table[table["score"] == top].groupby(["suite", "encoder"]):
         table.loc[part.sort_values(list(KNOBS)).index[0], "chosen"] = True  # a tie: the smallest rate
+    table["at_edge"] = False  # a choice at the end of a swept range: the best may lie beyond it
+    for _, part in table.groupby(["suite", "encoder"]):
+        chosen = part[part["chosen"]].iloc[0]
+        table.loc[chosen.name, "at_edge"] = any(
+            part[k].nunique() > 1 and chosen[k] in (part[k].min(), part[k].max()) for k in KNOBS
+        )
     return table
 
 
@@ -114,6 +120,10 @@ def recipe_yaml(table: pd.DataFrame, source: str) -> str:
             for lr, w, s, c in zip(part["lr"], part["warmup"], part["score"], part["chosen"])
         )
         lines.append(f"#   {suite} {encoder}: {trials_text}")
+    edge = table[table["at_edge"]]
+    if len(edge):
+        where = ", ".join(f"{suite} {encoder}" for suite, encoder in zip(edge["suite"], edge["encoder"]))
+        lines.append(f"# At the edge of the grid (the best may lie beyond it: extend the search there): {where}.")
     lines.append("recipes:")
     for encoder, part in table[table["chosen"]].groupby("encoder"):
         lines.append(f"  {encoder}:")
@@ -138,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fxbench: {err}", file=sys.stderr)
         return 2
     print(table.to_string(index=False))
+    for _, row in table[table["at_edge"]].iterrows():
+        print(f"{row['suite']} {row['encoder']}: the choice is at the edge of the grid; the best may lie beyond it")
     if args.write:
         args.write.write_text(recipe_yaml(table, str(args.results)))
         print(f"recipes: {args.write}")

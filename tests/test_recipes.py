@@ -64,6 +64,10 @@ def test_each_family_gets_its_best_validation_point_whatever_test_says(tmp_path)
     assert chosen[("accuracy", "lstm")] == 2e-3 and chosen[("accuracy", "cnn")] == 1e-3
     assert chosen[("distance", "lstm")] == 4e-3 and chosen[("distance", "cnn")] == 4e-3  # the lowest MSE
     assert table.groupby(["suite", "encoder"]).size().eq(len(GRID)).all()  # every family: the same trials
+    # a choice at either end of the grid is flagged, in the table and in the written recipe
+    edge = table[table["at_edge"]].set_index(["suite", "encoder"]).index
+    assert set(edge) == {("accuracy", "cnn"), ("distance", "lstm"), ("distance", "cnn")}
+    assert "At the edge of the grid (the best may lie beyond it" in recipe_yaml(table, "x")
 
 
 def test_the_choice_is_the_same_when_only_test_metrics_change(tmp_path):
