@@ -87,17 +87,21 @@ def model_build(cfg: DictConfig, name: str) -> dict:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    own = cfg.model.get("label") or cfg.model.name
-    if name != own:
+    if name == (cfg.model.get("label") or cfg.model.name):
+        return models.fixed_width(**model_kwargs(cfg.model))
+    key = (name, cfg.param_budget)
+    if key not in _BUILDS:  # every speed job of a sweep asks for the same ones: composed once per process
         overrides = [f"model={name}", f"param_budget={cfg.param_budget}"]
         if GlobalHydra.instance().is_initialized():  # inside the running app
             node = compose("config", overrides=overrides).model
         else:
             with initialize_config_dir(config_dir=str(MODEL_FILES.parent), version_base="1.3"):
                 node = compose("config", overrides=overrides).model
-    else:
-        node = cfg.model
-    return models.fixed_width(**model_kwargs(node))
+        _BUILDS[key] = models.fixed_width(**model_kwargs(node))
+    return _BUILDS[key]
+
+
+_BUILDS: dict[tuple, dict] = {}
 
 
 _PEAKS: dict[tuple, dict] = {}

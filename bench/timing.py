@@ -259,12 +259,10 @@ def interleaved_config(
                 route_linears(encoder, routes[name][rows], dtype, rows)  # a class swap: routing again is harmless
 
             def infer(encoder=encoder, x=x, mask=mask):
-                encoder.eval()
                 with torch.no_grad(), autocast(dev, dtype):
                     encoder(x, mask)
 
             def step(encoder=encoder, x=x, mask=mask, opt=optimisers[name]):
-                encoder.train()
                 with autocast(dev, dtype):
                     loss = encoder(x, mask).float().pow(2).mean()
                 loss.backward()
@@ -273,6 +271,8 @@ def interleaved_config(
 
             calls[name] = {"infer": infer, "train": step}
         for mode in modes:
+            for encoder in encoders.values():  # once per mode, outside the timed calls
+                encoder.train(mode == "train")
             per_round = {}
             for name in names:  # one call to warm up, timed to tell how many calls fill a round (it runs slow: fewer)
                 first = time_calls(calls[name][mode], dev, 0.0, min_repeats=1, warmup=0).median
