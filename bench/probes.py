@@ -16,6 +16,7 @@ listops         nesting depth of the expression            majority-class accura
 recall          query position - queried value position    accuracy 1 / n_values
 mqar            key-value pairs stored (each key queried)  accuracy 1 / n_values
 selective_copy  span the content is scattered over         accuracy 1 / n_symbols
+parity          sequence length T (tokens)                 accuracy 1 / modulus (0.5 for parity)
 ==============  =========================================  =====================================
 """
 
@@ -595,8 +596,54 @@ class SelectiveCopy:
         )
 
 
+# ---------------------------------------------------------------- state tracking
+
+
+class Parity:
+    """State tracking: the running parity of a bit string (the cyclic group Z_m for ``modulus`` m > 2).
+
+    Row: T symbols drawn uniformly from 0..m-1 (ids 1..m); the target at every position is the sum of the
+    symbols so far, mod m. A recurrent model carries the state in one cell; attention has to count over the
+    whole prefix at every position, and parity is the standard case it needs depth for (Hahn 2020; Delétang
+    et al. 2023, "parity check"). Causal, as a running state is. Trained on every position, scored at the last
+    one (``extra["answer_mask"]``), whose answer depends on all T symbols. ``distance`` = T. Chance: 1 / m.
+    """
+
+    name = "parity"
+    distance_axis = "sequence length T (tokens)"
+    n_features = 0
+    causal = True
+    readout = "token"
+    metric = "accuracy"
+
+    def __init__(self, modulus: int = 2):
+        _check_int(self.name, "modulus", modulus, 2)
+        self.modulus = self.n_classes = modulus
+        self.vocab_size = 1 + modulus
+
+    def default_distances(self) -> list[int]:
+        return [8, 16, 32, 64]
+
+    def chance(self, distance: int) -> dict[str, float]:
+        return {"accuracy": 1 / self.modulus}
+
+    def sample(self, n: int, distances: Sequence[int], seed: int) -> ProbeSet:
+        rng, T = _draw_distances(self.name, n, distances, seed, lambda d: None)
+        position = np.arange(T.max())[None, :]
+        real = position < T[:, None]  # (N, L)
+        symbols = np.where(real, rng.integers(self.modulus, size=real.shape), 0)
+        targets = np.where(real, np.cumsum(symbols, axis=1) % self.modulus, IGNORE)
+        return ProbeSet(
+            torch.from_numpy(np.where(real, symbols + 1, 0).astype(np.int64)),
+            torch.from_numpy(T),
+            torch.from_numpy(targets.astype(np.int64)),
+            torch.from_numpy(T),
+            {"answer_mask": torch.from_numpy(position == (T - 1)[:, None])},
+        )
+
+
 PROBES: dict[str, type[Probe]] = {
-    p.name: p for p in (Agreement, CopyMemory, Adding, ListOps, Recall, MQAR, SelectiveCopy)
+    p.name: p for p in (Agreement, CopyMemory, Adding, ListOps, Recall, MQAR, SelectiveCopy, Parity)
 }
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from bench.probes import PLURAL, PREPOSITIONS, PROBES, SINGULAR, build_probe
 
-NAMES = ["agreement", "copy", "adding", "listops", "recall", "mqar", "selective_copy"]
+NAMES = ["agreement", "copy", "adding", "listops", "recall", "mqar", "selective_copy", "parity"]
 
 
 def words_of(probe, row, length):
@@ -35,8 +35,9 @@ def test_the_probes_are_registered_with_their_declared_kind():
         assert (probe.metric == "mse") == (probe.n_classes == 0)
 
 
-def test_only_copy_adding_and_the_two_literature_probes_require_a_causal_encoder():
-    assert {name for name in NAMES if build_probe(name).causal} == {"copy", "adding", "mqar", "selective_copy"}
+def test_only_copy_adding_parity_and_the_two_literature_probes_require_a_causal_encoder():
+    causal = {"copy", "adding", "mqar", "selective_copy", "parity"}
+    assert {name for name in NAMES if build_probe(name).causal} == causal
 
 
 # ---------------------------------------------------------------- the batch contract
@@ -93,7 +94,7 @@ def test_distances_are_drawn_from_the_requested_set(name):
         ("recall", {"max_pairs": 100}, "max_pairs"),
         ("recall", {"n_values": "16"}, "n_values"),
         ("copy", {"T": 5}, "T"),
-        ("parity", {}, "parity"),
+        ("parity", {"modulus": 1}, "modulus"),
     ],
 )
 def test_a_bad_option_is_a_value_error_naming_it(name, options, named):
@@ -331,3 +332,20 @@ def test_selective_copy_scatters_the_symbols_in_order_and_asks_for_them_after_th
         assert all(i == probe.noise for i in ids[span + 1 :])  # the answer positions carry no hint
     places = [tuple(i for i, x in enumerate(r[:d].tolist()) if x != probe.noise) for r, d in zip(s.inputs, s.distance)]
     assert len(set(places)) > 50  # the content's positions vary: no fixed filter finds it
+
+
+# ---------------------------------------------------------------- state tracking
+
+
+@pytest.mark.parametrize("modulus", [2, 3])
+def test_parity_targets_are_the_running_sum_mod_m_scored_at_the_last_position(modulus):
+    probe = build_probe("parity", modulus=modulus)
+    assert probe.chance(8) == {"accuracy": 1 / modulus} and probe.vocab_size == modulus + 1
+    s = probe.sample(300, [5, 12], seed=4)
+    for row, length, target, T, answer in examples(s, "answer_mask"):
+        symbols = [i - 1 for i in row[:length].tolist()]
+        assert length == T and all(0 <= x < modulus for x in symbols)
+        assert target[:length].tolist() == [sum(symbols[: t + 1]) % modulus for t in range(length)]
+        assert answer.nonzero().squeeze(1).tolist() == [length - 1]  # scored where the whole string counts
+    final = s.targets[s.extra["answer_mask"]]
+    assert float((final == 0).float().mean()) == pytest.approx(1 / modulus, abs=0.07)  # no constant beats chance

@@ -511,6 +511,7 @@ def _literature(tmp_path, records):
 
 MQAR_CLAIM = "Attention beats recurrent and state-space models on multi-query associative recall at equal size"
 COPY_CLAIM = "A selective state-space model solves selective copying where a time-invariant one does not"
+PARITY_CLAIM = "Recurrent models track state (running parity) where attention of the same size does not"
 
 
 @pytest.mark.parametrize(
@@ -534,6 +535,25 @@ def test_the_recall_claim_compares_attention_with_every_recurrent_and_state_spac
     assert "ssm" in row["evidence"] and "lstm" in row["evidence"]
     if verdict == "inconclusive":
         assert row["evidence"].startswith("uninformative at this budget")
+
+
+@pytest.mark.parametrize(
+    "lstm, transformer, verdict",
+    [(0.99, 0.55, "holds"), (0.55, 0.99, "does not hold"), ([0.7, 0.6, 0.65], [0.6, 0.5, 0.55], "inconclusive")],
+)
+def test_the_parity_claim_compares_every_rnn_with_every_attention_encoder(tmp_path, lstm, transformer, verdict):
+    records = [
+        probe_record(e, "parity", s, a)
+        for e, a in (("lstm", lstm), ("gru", lstm), ("transformer", transformer), ("ssm", 0.5))
+        for s in range(3)
+    ]
+    row = _literature(tmp_path, records).loc[PARITY_CLAIM]
+    assert row["verdict"] == verdict, row["evidence"]
+    assert "gru - transformer" in row["evidence"] and "ssm" not in row["evidence"]  # the SSM is in neither family
+    if verdict == "inconclusive":
+        assert row["evidence"].startswith("uninformative at this budget: no encoder solves the shortest")
+    only_rnn = _literature(tmp_path / "rnn", [probe_record("lstm", "parity", s, 0.99) for s in range(3)])
+    assert only_rnn.loc[PARITY_CLAIM]["verdict"] == "missing data"
 
 
 def test_the_recall_claim_is_missing_without_mqar_records(tmp_path):

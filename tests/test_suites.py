@@ -131,7 +131,7 @@ def test_scaling_exponent_is_fitted_on_time_per_sequence():
     assert info["infer_ms"]["batch_sizes"] == [64, 32, 16]
 
 
-@pytest.mark.parametrize("probe", ["agreement", "adding", "listops", "copy"])
+@pytest.mark.parametrize("probe", ["agreement", "adding", "listops", "copy", "parity"])
 def test_distance_suite_scores_each_distance_against_chance(compose, tmp_path, probe):
     cfg = compose(
         "suite=distance",

@@ -582,7 +582,7 @@ def all_claims(
                 f"; {row['conditions']}" if row["conditions"] else ""
             )
         rows += cast_rows
-    for row in (attention_wins_recall(dist), selection_solves_selective_copy(dist)):
+    for row in (attention_wins_recall(dist), selection_solves_selective_copy(dist), recurrence_tracks_state(dist)):
         rows.append({**row, "judged_on": "", "cast": ""})
     return pd.DataFrame(rows)
 
@@ -598,49 +598,73 @@ def _probe_seeds(part: pd.DataFrame) -> pd.Series:
 
 
 def attention_wins_recall(dist: pd.DataFrame) -> dict:
-    claim = "Attention beats recurrent and state-space models on multi-query associative recall at equal size"
-    rule = (
-        "per seed, mean accuracy over the mqar pair counts; each attention encoder minus each RNN and SSM "
-        "encoder of the same budget: holds if attention is above every one, does not hold if some are above "
-        f"attention and none below; {HOLM_RULE}; judged only where some encoder solves the fewest pairs (accuracy >= {SOLVED}), "
-        "else inconclusive (uninformative at this budget). Paper: attention at ~1.0, recurrent and "
-        "state-space models below it at small widths (Arora et al. 2023, Zoology, Fig. 2)"
+    return _families_beat(
+        dist,
+        "mqar",
+        winners=("attention",),
+        losers=("rnn", "ssm"),
+        claim="Attention beats recurrent and state-space models on multi-query associative recall at equal size",
+        axis="pair counts",
+        unit="pairs",
+        paper="Paper: attention at ~1.0, recurrent and state-space models below it at small widths "
+        "(Arora et al. 2023, Zoology, Fig. 2)",
+        missing="needs mqar records of an attention encoder and of an RNN or SSM (`python -m bench experiment=literature`)",
     )
-    part = dist[dist["probe"] == "mqar"] if not dist.empty else dist
+
+
+def recurrence_tracks_state(dist: pd.DataFrame) -> dict:
+    return _families_beat(
+        dist,
+        "parity",
+        winners=("rnn",),
+        losers=("attention",),
+        claim="Recurrent models track state (running parity) where attention of the same size does not",
+        axis="lengths",
+        unit="tokens",
+        paper="Literature: an LSTM solves parity at every length, a Transformer stays near chance beyond the lengths "
+        "it was trained on (Delétang et al. 2023, parity check); here the test lengths are the training lengths",
+        missing="needs parity records of an RNN and an attention encoder (`python -m bench experiment=literature`)",
+    )
+
+
+def _families_beat(dist, probe, winners, losers, claim, axis, unit, paper, missing) -> dict:
+    """Every encoder of the ``winners`` families above every one of the ``losers`` families on ``probe``."""
+    who = "/".join(winners)
+    rule = (
+        f"per seed, mean accuracy over the {probe} {axis}; each {who} encoder minus each {' and '.join(losers)} "
+        f"encoder of the same budget: holds if {who} is above every one, does not hold if some are above "
+        f"{who} and none below; {HOLM_RULE}; judged only where some encoder solves the shortest "
+        f"(accuracy >= {SOLVED}), else inconclusive (uninformative at this budget). {paper}"
+    )
+    part = dist[dist["probe"] == probe] if not dist.empty else dist
     part = sized(part)
-    attention = sorted(set(part.loc[part["family"] == "attention", "encoder"])) if not part.empty else []
-    others = sorted(set(part.loc[part["family"].isin(["rnn", "ssm"]), "encoder"])) if not part.empty else []
-    if not attention or not others:
-        return _row(
-            claim,
-            MISSING,
-            "needs mqar records of an attention encoder and of an RNN or SSM (`python -m bench experiment=literature`)",
-            rule,
-            "",
-        )
-    part = comparison(part, attention + others) if not comparison(part, attention + others).empty else part
+    first = sorted(set(part.loc[part["family"].isin(winners), "encoder"])) if not part.empty else []
+    others = sorted(set(part.loc[part["family"].isin(losers), "encoder"])) if not part.empty else []
+    if not first or not others:
+        return _row(claim, MISSING, missing, rule, "")
+    part = comparison(part, first + others) if not comparison(part, first + others).empty else part
     per_seed = _probe_seeds(part)
-    fewest = part[part["distance"] == part["distance"].min()].groupby("encoder")["value"].mean()
+    shortest = part[part["distance"] == part["distance"].min()].groupby("encoder")["value"].mean()
     tests = subtests(
         [
             (f"{a} - {o}", per_seed.loc[a].tolist(), per_seed.loc[o].tolist())
-            for a in attention
+            for a in first
             for o in others
             if a in per_seed and o in per_seed
         ]
     )
-    means = ", ".join(f"{e} {per_seed.loc[e].mean():.3f}" for e in attention + others if e in per_seed)
-    evidence = f"mean mqar accuracy: {means}; " + "; ".join(map(str, tests))
-    if fewest.max() < SOLVED:
+    means = ", ".join(f"{e} {per_seed.loc[e].mean():.3f}" for e in first + others if e in per_seed)
+    evidence = f"mean {probe} accuracy: {means}; " + "; ".join(map(str, tests))
+    if shortest.max() < SOLVED:
         verdict = UNSURE
         evidence = (
-            f"uninformative at this budget: no encoder solves {int(part['distance'].min())} pairs "
-            f"(best {fewest.idxmax()} {fewest.max():.3f}); " + evidence
+            f"uninformative at this budget: no encoder solves the shortest, {int(part['distance'].min())} {unit} "
+            f"(best {shortest.idxmax()} {shortest.max():.3f}); " + evidence
         )
     else:
         verdict = holm_verdict(tests)
     n = min(t.diff.n for t in tests) if tests else 0
-    conditions = f"pair counts {sorted(set(part['distance']))}; {n} seeds; " + ", ".join(
+    conditions = f"{axis} {sorted(set(part['distance']))}; {n} seeds; " + ", ".join(
         f"{e} {int(p):,} parameters" for e, p in part.groupby("encoder")["encoder_params"].first().items()
     )
     return only_converged(_row(claim, verdict, evidence, rule, conditions), part, "probe")
