@@ -740,6 +740,20 @@ def test_an_uninformative_probe_stays_out_of_the_claims(tmp_path):
     assert "Uninformative at this budget, so kept out of the claims: recall" in text
 
 
+def test_a_probe_only_some_encoders_ran_stays_out_of_the_cnn_claim(tmp_path):
+    # parity, from experiment=literature, for the lstm and the transformer only: the cnn's mean would be over fewer
+    # probes than theirs, so the probe counts for nobody
+    for encoder, far in (("lstm", 0.9), ("cnn", 0.5), ("transformer", 0.6)):
+        for seed in range(3):
+            write_record(tmp_path, distance_record(encoder, seed, far))
+            if encoder != "cnn":
+                write_record(tmp_path, probe_record(encoder, "parity", seed, 0.99))
+    dist = claims.unsized(frames.distance(load_records(tmp_path)))
+    row = claims.cnn_behind(dist)
+    assert row == claims.cnn_behind(dist[dist["probe"] != "parity"])
+    assert "parity" not in row["evidence"] + row["conditions"] and row["verdict"] == "holds"
+
+
 def test_pretraining_claims_wait_for_a_measurable_pretraining_effect():
     rows = [
         {

@@ -434,8 +434,8 @@ def _normalised_far(dist: pd.DataFrame) -> pd.DataFrame:
 def cnn_behind(dist: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
     claim = "A plain CNN falls behind on long distances"
     rule = (
-        "per seed, the score (0 = chance, 1 = perfect) averaged over the longer half of every probe's distances; "
-        "the RNN's and the Transformer's minus the CNN's: holds if the CNN is below both, does not hold if it is "
+        "per seed, the score (0 = chance, 1 = perfect) averaged over the longer half of the distances of every probe "
+        "all three ran; the RNN's and the Transformer's minus the CNN's: holds if the CNN is below both, does not hold if it is "
         f"above one and below none; {HOLM_RULE}; only informative probes count (some encoder reaches accuracy "
         f"{INFORMATIVE}, or an MSE below {INFORMATIVE_MSE:.0%} of chance, at the probe's shortest distance)"
     )
@@ -452,6 +452,10 @@ def cnn_behind(dist: pd.DataFrame, cast: dict = DEFAULT_CAST) -> dict:
         return _row(
             claim, UNSURE, f"no probe is informative: {', '.join(left_out)} (uninformative at this budget)", rule, ""
         )
+    everyone = set(dist["encoder"])  # a probe only some of the encoders ran would average unlike with unlike
+    dist = dist[dist.groupby("probe")["encoder"].transform(lambda e: set(e) == everyone)]
+    if dist.empty:
+        return _row(claim, MISSING, f"no informative probe was run by all of {', '.join(sorted(everyone))}", rule, "")
     scored = _normalised_far(dist)
     per_seed = scored.groupby(["encoder", "seed"])["score"].mean()
     cnn = per_seed.loc[cnn_name].tolist()
@@ -664,8 +668,9 @@ def _families_beat(dist, probe, winners, losers, claim, axis, unit, paper, missi
     else:
         verdict = holm_verdict(tests)
     n = min(t.diff.n for t in tests) if tests else 0
+    compared = part[part["encoder"].isin(first + others)]
     conditions = f"{axis} {sorted(set(part['distance']))}; {n} seeds; " + ", ".join(
-        f"{e} {int(p):,} parameters" for e, p in part.groupby("encoder")["encoder_params"].first().items()
+        f"{e} {int(p):,} parameters" for e, p in compared.groupby("encoder")["encoder_params"].first().items()
     )
     return only_converged(_row(claim, verdict, evidence, rule, conditions), part, "probe")
 
