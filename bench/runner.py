@@ -86,7 +86,7 @@ def job_threads(cfg: DictConfig | None = None) -> tuple[int, str]:
     """The job's thread count and why: ``threads=``, else OMP_NUM_THREADS, else all cores shared out among
     the jobs a parallel launcher runs at once."""
     if cfg is not None and cfg.get("threads"):
-        return cfg.threads, "threads="
+        return cfg.threads, f"threads={cfg.threads}"
     omp = os.environ.get("OMP_NUM_THREADS", "").strip()
     if omp.isdigit() and int(omp) > 0:
         return int(omp), "OMP_NUM_THREADS"
@@ -168,7 +168,9 @@ def _run_units(cfg: DictConfig, out_dir: Path, tree: Path) -> dict:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     env = environment(device)
     family = models.capabilities(cfg.model.name).family
-    log.info(f"{cfg.suite} {ctx.encoder}: {len(units)} units on {device.type} with {threads} threads ({why})")
+    log.info(
+        f"{cfg.suite} {ctx.encoder}: {len(units)} units on {device.type} with {threads} thread{'s' * (threads != 1)} ({why})"
+    )
     index = record_index(tree) if tree.exists() else {}
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     with progress.job(_job_number(), len(units), f"{cfg.suite} {ctx.encoder}") as tracker:

@@ -245,7 +245,7 @@ def test_threads_come_from_the_setting_else_omp_num_threads_else_the_cores(compo
     try:
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         assert runner.job_threads(compose("suite=speed")) == (1, "OMP_NUM_THREADS")
-        assert runner.job_threads(compose("suite=speed", "threads=3")) == (3, "threads=")
+        assert runner.job_threads(compose("suite=speed", "threads=3")) == (3, "threads=3")
         fake_suite(monkeypatch, [runner.Unit("one")], lambda ctx, unit: ([], {"seen": torch.get_num_threads()}))
         runner.run_job(compose("suite=speed"), tmp_path)
         record = load_records(tmp_path).iloc[0]
