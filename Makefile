@@ -14,10 +14,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 bench: $(VENV)/.installed  ## the default comparison, ending with results/runs/<time>/report.html
 	$(PY) -m bench $(ARGS)
 
+# The tests run in two parts: all but the smoke run's across the cores (pytest-xdist, at most 4 workers), then the
+# smoke run's alone, since they time it. Exit status 5 ("no tests collected": ARGS selected none of a part) is fine.
 test: $(VENV)/.installed browser  ## lint and format check, then the test suite (benchmarks excluded)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check --quiet . || \
 	  { echo "lint: fix with $(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format ."; exit 1; }
-	$(PY) -m pytest -q --durations=15 $(ARGS)
+	$(PY) -m pytest -q -m "not smoke" -n auto --maxprocesses=4 --durations=10 $(ARGS) || [ $$? = 5 ]
+	$(PY) -m pytest -q -m smoke --durations=5 $(ARGS) || [ $$? = 5 ]
 
 # Chromium for the report's browser test: Debian's package where this user may install it (about 30 s);
 # elsewhere the test is skipped and says why.

@@ -17,6 +17,14 @@ SHARED_DATA = Path(os.environ.get("FXBENCH_DATA_ROOT", REPO.parent / "shared" / 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_collection_modifyitems(items):
+    """Every test of the session's smoke run is marked ``smoke``: `make test` runs the others across workers first,
+    then these on their own, so that the smoke's wall time is measured on a machine it does not share."""
+    for item in items:
+        if "smoke_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.smoke)
+
+
 @pytest.fixture
 def compose():
     """Compose the real config with overrides, as `python -m bench` would (without running it)."""
