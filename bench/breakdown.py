@@ -115,7 +115,7 @@ def profile_config(
     **_,
 ) -> dict:
     """Build the encoder (its linear layers routed as ``routes`` says), time inference calls, then profile as
-    many as fill ``min_run_time`` (at least 2, at most 5: shares settle by then). The speed suites run this in a fresh process."""
+    many as fill ``min_run_time`` (at least 1, at most 5: shares settle by then). The speed suites run this in a fresh process."""
     import models
     from bench.gemm import route_linears
     from bench.timing import DTYPES, autocast, set_precision, time_calls
@@ -135,7 +135,7 @@ def profile_config(
             encoder(x, mask)
 
     timing = time_calls(infer, dev, min_run_time, min_repeats=3, warmup=2)
-    calls = max(2, min(5, round(min_run_time / timing.median)))
+    calls = max(1, min(5, round(min_run_time / timing.median)))
     return {
         **profile_calls(infer, calls, DTYPES[dtype]),
         "calls": calls,
