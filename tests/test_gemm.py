@@ -110,3 +110,12 @@ def test_no_encoder_runs_faster_than_the_peak(compose, peak, name):
     noise = timing.iqr / timing.median + peak["noise"]
     assert 0 < mfu <= 1 + noise, f"{name}: utilisation {mfu:.2f} against {peak['path']} {peak['flops'] / 1e9:.0f}"
     assert forward_flops(models.build_encoder(**build), T, CPU) * B == m["flops"]
+
+
+def test_a_training_step_that_fills_the_run_time_alone_is_timed_twice_else_at_least_three_times():
+    build = models.fixed_width(name="cnn", d_model=32)
+    args = ("cpu", "fp32", 4, 16, True, False, 1)
+    long = measure_config(build, *args, 1e-9)  # every step "fills" a run time of a nanosecond
+    assert len(long["train_times"]) == 2 and len(long["infer_times"]) == 3
+    short = measure_config(build, *args, 0.05)  # a step of a few ms does not
+    assert len(short["train_times"]) >= 3 and sum(short["train_times"]) >= 0.05
