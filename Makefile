@@ -32,7 +32,7 @@ browser:
 	  echo "installed Chromium (Debian's package) for the report's browser test"; } || \
 	  echo "no Chromium here: the report's browser test will be skipped"
 
-smoke: $(VENV)/.installed  ## a tiny version of everything, under two minutes
+smoke: $(VENV)/.installed  ## a tiny version of everything, about two minutes on 2 cores
 	$(PY) -m bench experiment=smoke $(ARGS)
 
 benchmarks: $(VENV)/.installed  ## pytest-benchmark timings of every encoder
