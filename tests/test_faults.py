@@ -109,6 +109,7 @@ def test_an_interrupt_stops_cleanly_and_keeps_finished_records(tmp_path, sig, co
     proc = bench(
         *tiny(*THREE),
         "++tasks.classification.train.steps=1000000",
+        "++tasks.classification.train.eval_every=500",  # a log line per 2 steps would fill the unread pipe
         "model=cnn,lstm",
         f"hydra.run.dir={out}",
         f"data.cache={tmp_path / 'cache'}",
@@ -116,7 +117,7 @@ def test_an_interrupt_stops_cleanly_and_keeps_finished_records(tmp_path, sig, co
     try:
         wait_for_records(out, 1, proc)
         os.killpg(proc.pid, sig)
-        log = proc.communicate(timeout=60)[0]
+        log = proc.communicate(timeout=120)[0]  # the other test worker may be using both cores
     finally:  # a sweep that ignored the interrupt must not train on after the test
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
