@@ -110,6 +110,7 @@ def test_the_report_keeps_grid_trials_out_of_the_measurements_and_shows_the_grid
     assert frames.accuracy(records).empty and frames.distance(records).empty  # trials are not measurements
     text = build_report(tmp_path)["md"].read_text()
     assert "## Equal tuning: the grid" in text and "| accuracy | lstm |" in text
+    assert "lr in {0.001, 0.002, 0.004}" in text  # the points the trials ran, whatever their grid text says
 
 
 def test_a_trial_at_the_measurements_settings_does_not_replace_the_measurement(tmp_path):

@@ -748,8 +748,14 @@ def _recipes_section(records: pd.DataFrame) -> Section | None:
     except UserError as err:
         s.text(str(err))
         return s
+    tried = "; ".join(  # from the trials themselves: a grid extended by a later sweep shows its every point
+        f"{suite}: "
+        + ", ".join(f"{k} in {{{', '.join(f'{v:g}' for v in sorted(set(part[k])))}}}" for k in recipes.KNOBS)
+        + f", {part['seed'].nunique()} seed(s) per point"
+        for suite, part in runs.groupby("suite")
+    )
     s.text(
-        f"Every family was trained at each point of one grid ({runs['grid'].iloc[0]}). A point's score is each "
+        f"Every family was trained at each point of the same grid per suite ({tried}). A point's score is each "
         "task's validation metric relative to the best point's on that task, averaged over tasks and seeds; the "
         "chosen point (per encoder and suite) has the best score. Test metrics are shown beside it and never "
         "entered the choice. `python -m bench.recipes DIR --write conf/recipe/tuned.yaml` writes the choice; "
