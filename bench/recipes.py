@@ -53,7 +53,6 @@ def trials(records: pd.DataFrame) -> pd.DataFrame:
                 "validation": validation,
                 "test": test,
                 "convergence": info.get("convergence"),
-                "grid": str(config["tune"]["grid"]),
             }
         )
     return pd.DataFrame(rows)

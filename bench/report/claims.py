@@ -646,7 +646,8 @@ def _families_beat(dist, probe, winners, losers, claim, axis, unit, paper, missi
     others = sorted(set(part.loc[part["family"].isin(losers), "encoder"])) if not part.empty else []
     if not first or not others:
         return _row(claim, MISSING, missing, rule, "")
-    part = comparison(part, first + others) if not comparison(part, first + others).empty else part
+    same = comparison(part, first + others)
+    part = same if not same.empty else part
     per_seed = _probe_seeds(part)
     shortest = part[part["distance"] == part["distance"].min()].groupby("encoder")["value"].mean()
     tests = subtests(
